@@ -1,0 +1,223 @@
+"""The U-net is the original's, layer by layer, and trains, saves and reloads."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import model as unet
+
+SEED_SUMMARY = Path(__file__).with_name("seed_summary.txt")
+# Keras 2 printed a functional tf.concat as TFOpLambda; Keras 3 has a Concatenate layer.
+KERAS2_TYPES = {"TFOpLambda": "Concatenate"}
+
+
+def seed_layers():
+    """(type prefix, output shape, params) of each layer of the original's summary."""
+    pattern = re.compile(r"^\S+ \((?P<type>\w+)\)?\s+\[?\((?P<shape>[^)]*)\)?\s+(?P<params>\d+)")
+    rows = []
+    for line in SEED_SUMMARY.read_text().splitlines():
+        m = pattern.match(line)
+        if m:
+            shape = tuple(None if s.strip() == "None" else int(s) for s in m["shape"].split(","))
+            rows.append((KERAS2_TYPES.get(m["type"], m["type"]), shape, int(m["params"])))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def model128():
+    return unet.build_unet((128, 128, 3))
+
+
+def count(weights):
+    return sum(int(np.prod(w.shape)) for w in weights)
+
+
+def test_parameter_counts_equal_the_original(model128):
+    assert model128.count_params() == 22_846_593
+    assert count(model128.trainable_weights) == 22_836_609
+    assert count(model128.non_trainable_weights) == 9_984
+
+
+def test_layer_sequence_equals_the_original_summary(model128):
+    expected = seed_layers()
+    assert len(expected) == 97  # every layer row of the seed summary
+    got = [(type(layer).__name__, tuple(layer.output.shape), layer.count_params()) for layer in model128.layers]
+    assert len(got) == len(expected)
+    for i, ((gtype, gshape, gparams), (etype, eshape, eparams)) in enumerate(zip(got, expected, strict=True)):
+        assert gtype.startswith(etype), f"layer {i}: {gtype} != {etype}"
+        assert (gshape, gparams) == (eshape, eparams), f"layer {i} ({gtype})"
+
+
+def test_layers_are_named_by_stage(model128):
+    names = [layer.name for layer in model128.layers]
+    assert names[:6] == ["image", "down1_pool", "down1_conv1", "down1_drop1", "down1_bn1", "down1_relu1"]
+    assert "up1_concat" in names and "up5_concat" not in names  # the last block has no skip
+    assert names[-2:] == ["head_conv", "head_sigmoid"]
+
+
+def test_bottleneck_and_last_block_carry_dropout_and_l2(model128):
+    drop = {layer.name: layer.rate for layer in model128.layers if isinstance(layer, keras.layers.Dropout)}
+    assert {name for name, rate in drop.items() if rate} == {"down5_drop1", "down5_drop2", "up5_drop1", "up5_drop2"}
+    assert set(drop.values()) == {0.0, 0.4}
+    regularized = {layer.name for layer in model128.layers if getattr(layer, "kernel_regularizer", None) is not None}
+    assert regularized == {"down5_conv1", "down5_conv2", "up5_conv1", "up5_conv2"}
+    conv = model128.get_layer("down1_conv1")
+    assert isinstance(conv.kernel_initializer, keras.initializers.HeNormal)
+
+
+@pytest.mark.parametrize("height, width", [(128, 128), (96, 160), (256, 192)])
+def test_output_has_the_input_size(height, width):
+    dynamic = unet.build_unet()
+    fixed = unet.build_unet((height, width, 3))
+    x = np.random.default_rng(0).random((2, height, width, 3), dtype=np.float32)
+    for m in (dynamic, fixed):
+        y = m(x, training=False)
+        assert tuple(y.shape) == (2, height, width, 1)
+        assert y.dtype == "float32"
+        assert float(np.min(y)) >= 0.0 and float(np.max(y)) <= 1.0
+
+
+@pytest.mark.parametrize("shape", [(100, 128, 3), (128, 48, 3), (0, 128, 3)])
+def test_size_not_a_multiple_of_32_is_a_clear_error(shape):
+    with pytest.raises(ValueError, match=re.escape("multiples of 32") + r".*Received: input_shape=\("):
+        unet.build_unet(shape)
+
+
+def test_bad_input_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"\(height, width, channels\)"):
+        unet.build_unet((128, 128))
+
+
+# Two hand-worked 3x3 batches (one image each). Batch 1: the thresholded prediction
+# has TP=2, FP=2, FN=1 -> IoU 2/5; the seed formula gives soft intersection
+# 0.9+0.4+0.8 = 2.1 over a hard union of 5 -> 0.42. Batch 2: the prediction is right
+# everywhere but only 0.7 confident -> IoU 6/6 = 1, seed 4.2/6 = 0.7.
+TRUE = np.array(
+    [
+        [[1, 1, 0], [0, 1, 0], [0, 0, 0]],
+        [[1, 1, 1], [1, 1, 1], [0, 0, 0]],
+    ],
+    np.float32,
+)[..., None]
+PRED = np.array(
+    [
+        [[0.9, 0.4, 0.6], [0.2, 0.8, 0.1], [0.0, 0.0, 0.7]],
+        [[0.7, 0.7, 0.7], [0.7, 0.7, 0.7], [0.2, 0.2, 0.2]],
+    ],
+    np.float32,
+)[..., None]
+
+
+def evaluate_metrics(y_true, y_pred, batch_size):
+    """Runs the compiled metrics through Keras' own evaluate loop on an identity model."""
+    identity = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
+    identity.compile(loss="binary_crossentropy", metrics=unet.make_metrics())
+    return identity.evaluate(y_pred, y_true, batch_size=batch_size, verbose=0, return_dict=True)
+
+
+def test_metrics_on_one_hand_worked_batch():
+    logs = evaluate_metrics(TRUE[:1], PRED[:1], batch_size=1)
+    assert logs["iou"] == pytest.approx(2 / 5)
+    assert logs["seed_iou"] == pytest.approx(2.1 / 5)  # differs from iou: soft intersection
+    assert logs["accuracy"] == pytest.approx(6 / 9)
+
+
+def test_metrics_accumulate_over_batches():
+    logs = evaluate_metrics(TRUE, PRED, batch_size=1)
+    # iou pools every pixel: (2 + 6) / (5 + 6), not the mean of 0.4 and 1.0.
+    assert logs["iou"] == pytest.approx(8 / 11)
+    # seed_iou is, as in the original, the mean of the per-batch ratios.
+    assert logs["seed_iou"] == pytest.approx((0.42 + 0.7) / 2)
+    assert logs["accuracy"] == pytest.approx(15 / 18)
+    # One batch of two: the seed ratio is taken over the batch, iou is unchanged.
+    logs = evaluate_metrics(TRUE, PRED, batch_size=2)
+    assert logs["iou"] == pytest.approx(8 / 11)
+    assert logs["seed_iou"] == pytest.approx((2.1 + 4.2) / 11)
+
+
+def test_seed_iou_matches_the_formula_on_random_arrays():
+    rng = np.random.default_rng(1)
+    y_true = (rng.random((4, 8, 8, 1)) > 0.5).astype(np.float32)
+    y_pred = rng.random((4, 8, 8, 1)).astype(np.float32)
+    union = np.sum((y_true + (y_pred >= 0.5)) >= 1) + 1e-6
+    expected = np.sum(y_true * y_pred) / union
+    assert float(unet.seed_iou(y_true, y_pred)) == pytest.approx(expected, rel=1e-6)
+
+
+def synthetic_pairs(n=8, size=64, seed=0):
+    """Noisy images with one bright ellipse each; the mask is the ellipse."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = rng.random((n, size, size, 3), dtype=np.float32) * 0.5
+    masks = np.zeros((n, size, size, 1), np.float32)
+    for i in range(n):
+        cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
+        ry, rx = rng.uniform(size * 0.15, size * 0.3, 2)
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        masks[i, inside, 0] = 1
+        images[i, inside] += rng.uniform(0.3, 0.5, 3).astype(np.float32)
+    return images, masks
+
+
+def test_tiny_overfit_run_learns():
+    images, masks = synthetic_pairs()
+    model = unet.compile_unet(unet.build_unet((64, 64, 3)))
+    history = model.fit(images, masks, batch_size=4, epochs=15, verbose=0, shuffle=True)
+    # Training-mode figures: after a few dozen steps BatchNorm's moving statistics
+    # (momentum 0.99) have not caught up yet, so inference-mode numbers lag behind.
+    loss, iou = history.history["loss"], history.history["iou"]
+    assert loss[-1] < 0.5 * loss[0], loss
+    assert iou[-1] > 0.8 and iou[-1] > iou[0] + 0.3, iou
+
+
+def test_save_and_reload_gives_identical_predictions(tmp_path):
+    images, masks = synthetic_pairs(n=4)
+    model = unet.compile_unet(unet.build_unet((64, 64, 3)))
+    model.fit(images, masks, batch_size=4, epochs=1, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    expected = model.predict(images, verbose=0)
+
+    # For further training, after importing model: compiled, with optimizer state.
+    again = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(again.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert int(again.optimizer.iterations) == 1
+    history = again.fit(images, masks, batch_size=4, epochs=1, verbose=0)
+    assert {"loss", "accuracy", "seed_iou", "iou"} <= set(history.history)
+    assert int(again.optimizer.iterations) == 2
+
+    # For inference, in a process that has not imported our modules.
+    np.save(tmp_path / "x.npy", images)
+    code = (
+        "import sys, numpy as np, keras\n"
+        "m = keras.saving.load_model(sys.argv[1], compile=False)\n"
+        "assert 'model' not in sys.modules and 'model_parts' not in sys.modules\n"
+        "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        check=True,
+        cwd=tmp_path,
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_importing_prints_and_builds_nothing():
+    code = "import model, model_parts, keras; assert keras.backend.get_uid('unet') == 1"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=unet.__file__.rsplit("/", 1)[0]
+    )
+    assert out.stdout == ""
+
+
+def test_model_script_prints_the_summary(capsys):
+    unet.main([])
+    out = capsys.readouterr().out
+    assert "Total params: 22,846,593" in out
+    assert "Trainable params: 22,836,609" in out
+    assert "Non-trainable params: 9,984" in out
