@@ -1,0 +1,145 @@
+"""The input pipeline and the photo helpers, on folders the tests write."""
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+import data
+import images
+from conftest import write_split
+
+
+def test_batches_have_the_right_shapes_dtypes_and_values(tmp_path):
+    split = write_split(tmp_path / "train", n=5)
+    ds = data.make_dataset(split, image_size=64, batch_size=2)
+    batches = list(ds)
+    assert [int(x.shape[0]) for x, _ in batches] == [2, 2, 1]
+    x, y = batches[0]
+    assert x.shape == (2, 64, 64, 3) and x.dtype == "float32"
+    assert y.shape == (2, 64, 64, 1) and y.dtype == "float32"
+    assert float(np.min(x)) >= 0.0 and float(np.max(x)) <= 1.0
+    assert set(np.unique(np.concatenate([y.numpy() for _, y in batches]))) == {0.0, 1.0}
+    # The mask marks the bright square of its own image (pairs are not mixed up).
+    for x, y in batches:
+        bright = x.numpy().mean(axis=-1, keepdims=True) > 0.6
+        assert np.mean(bright == (y.numpy() > 0.5)) > 0.97
+
+
+def test_a_folder_of_another_size_is_resized(tmp_path):
+    split = write_split(tmp_path / "train", n=3, size=96, ext=".png")
+    x, y = next(iter(data.make_dataset(split, image_size=32, batch_size=3)))
+    assert x.shape == (3, 32, 32, 3) and y.shape == (3, 32, 32, 1)
+    assert set(np.unique(y.numpy())) <= {0.0, 1.0}
+
+
+def test_zero_one_masks_are_read_as_masks(tmp_path):
+    split = write_split(tmp_path / "train", n=2)
+    for path in (split / "masks").iterdir():
+        cv2.imwrite(str(path), (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0).astype(np.uint8))
+    _, y = next(iter(data.make_dataset(split, image_size=64, batch_size=2)))
+    assert set(np.unique(y.numpy())) == {0.0, 1.0}
+    assert 0.1 < float(np.mean(y)) < 0.5
+
+
+def test_shuffle_is_seeded_and_repeat_never_ends(tmp_path):
+    split = write_split(tmp_path / "train", n=6)
+
+    def first_values(seed):
+        ds = data.make_dataset(split, image_size=64, batch_size=3, shuffle=True, seed=seed, repeat=True)
+        return [float(x[:, 0, 0, 0].numpy().sum()) for x, _ in ds.take(8)]
+
+    assert first_values(1) == first_values(1)
+    assert first_values(1) != first_values(2)
+    assert len(first_values(1)) == 8  # 8 batches of 3 from 6 images: it repeats
+
+
+def test_unmatched_files_are_an_error_that_lists_them(tmp_path):
+    split = write_split(tmp_path / "train", n=3)
+    (split / "masks" / "img001.png").unlink()
+    cv2.imwrite(str(split / "masks" / "stray.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(data.DataError, match=r"without a mask: img001\.jpg.*without an image: stray\.png"):
+        data.make_dataset(split)
+
+
+@pytest.mark.parametrize("remove", ["", "images", "masks"])
+def test_missing_folder_says_how_to_build_it(tmp_path, remove):
+    split = write_split(tmp_path / "train", n=1) if remove else tmp_path / "nothing"
+    if remove:
+        for path in (split / remove).iterdir():
+            path.unlink()
+        (split / remove).rmdir()
+    with pytest.raises(data.DataError, match=r"not found: build it with `python coco.py"):
+        data.make_dataset(split)
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "train" / "images").mkdir(parents=True)
+    (tmp_path / "train" / "masks").mkdir()
+    with pytest.raises(data.DataError, match=r"no images in .*train/images"):
+        data.make_dataset(tmp_path / "train")
+
+
+def test_hidden_temporary_and_other_files_are_ignored(tmp_path):
+    split = write_split(tmp_path / "train", n=2)
+    (split / "images" / ".img009.jpg.123.tmp").write_bytes(b"partial")
+    (split / "images" / "notes.txt").write_text("not an image")
+    assert len(data.find_pairs(split)[0]) == 2
+
+
+def test_corrupt_files_are_skipped_with_a_warning(tmp_path, caplog):
+    split = write_split(tmp_path / "train", n=5)
+    good = (split / "images" / "img001.jpg").read_bytes()
+    (split / "images" / "img001.jpg").write_bytes(good[: len(good) // 2])  # truncated JPEG
+    (split / "masks" / "img003.png").write_bytes(b"this is not a png")
+    with caplog.at_level(logging.WARNING, logger="data"):
+        ds = data.make_dataset(split, image_size=64, batch_size=2)
+    assert "skipped 2 unreadable pair(s)" in caplog.text
+    assert "img001.jpg" in caplog.text and "img003.png" in caplog.text
+    assert int(ds.cardinality()) == 2  # 3 good pairs in batches of 2
+    for _ in range(2):  # whole epochs go through
+        assert sum(int(x.shape[0]) for x, _ in ds) == 3
+
+
+def test_read_rgb_converts_and_reports(tmp_path):
+    gray = tmp_path / "gray.png"
+    cv2.imwrite(str(gray), np.full((5, 7), 100, np.uint8))
+    assert images.read_rgb(gray).shape == (5, 7, 3)
+    deep = tmp_path / "deep.png"
+    cv2.imwrite(str(deep), np.full((5, 7, 3), 65535, np.uint16))
+    rgb = images.read_rgb(deep)
+    assert rgb.dtype == np.uint8 and rgb.max() == 255
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    with pytest.raises(images.ImageReadError, match=r"bad\.jpg: not an image"):
+        images.read_rgb(tmp_path / "bad.jpg")
+    with pytest.raises(images.ImageReadError, match=r"missing\.jpg: cannot read"):
+        images.read_rgb(tmp_path / "missing.jpg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(images.ImageReadError, match=r"empty\.png: empty file"):
+        images.read_rgb(tmp_path / "empty.png")
+
+
+def test_squash_mask_stays_binary_and_aligned():
+    mask = np.zeros((300, 500), np.uint8)
+    mask[60:240, 100:400] = 1
+    small = images.squash_mask(mask, 32)
+    assert set(np.unique(small)) == {0, 1}
+    expected = np.zeros((32, 32), np.uint8)
+    # The edges fall at 6.4 and 25.6 output pixels: edge pixels are 60% covered (kept),
+    # the four corner pixels 36% (dropped).
+    expected[6:26, 6:26] = 1
+    expected[[6, 6, 25, 25], [6, 25, 6, 25]] = 0
+    assert np.array_equal(small, expected)
+
+
+def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "a.png"
+
+    def fail(self, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(target), "write_bytes", fail)
+    with pytest.raises(KeyboardInterrupt):
+        images.write_atomic(target, b"data")
+    assert list(tmp_path.iterdir()) == []
