@@ -1,0 +1,331 @@
+"""Builds the person-mask dataset from COCO 2017 with the original's filter.
+
+    python coco.py --coco-dir /path/to/coco --out data    # real COCO 2017
+    python coco.py --sample --out data-sample             # the built-in synthetic sample
+
+Keeps an image only if it has exactly one person annotation (crowd ones counted) whose
+area is strictly between 20% and 70% of the image, and writes
+
+    OUT/{train,val,test}/images/<stem>.jpg    the photo squashed to SIZE x SIZE
+    OUT/{train,val,test}/masks/<stem>.png     its person mask, 0 or 255
+
+``test`` is filtered val2017; ``val`` is a deterministic fraction of filtered train2017
+(chosen by image id) used for validation during training; ``train`` is the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import zlib
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+from tqdm import tqdm
+
+import images
+
+PERSON = 1  # COCO category id
+MIN_AREA, MAX_AREA = 0.2, 0.7  # person area / image area, both bounds excluded
+COCO_URL = "https://cocodataset.org/#download"
+COCO_SPLITS = {"train2017": ("train", "val"), "val2017": ("test",)}  # source -> output splits
+MANIFEST = "dataset.json"
+REASONS = ("several_persons", "too_small", "too_large")  # why a person image is rejected
+PROBLEMS = ("missing_file", "unreadable", "size_mismatch")  # why a kept image is not written
+
+
+class DatasetError(Exception):
+    """An expected problem with the user's input; main() prints it as one line, exit 2."""
+
+
+def filter_reason(anns: list[dict], width: int, height: int) -> str:
+    """The original's rule: 'kept', or why a person image is rejected.
+
+    Args:
+        anns: every person annotation of the image, crowd ones included.
+        width, height: the image's size from the annotation file.
+    """
+    if len(anns) != 1:
+        return "several_persons"
+    fraction = anns[0]["area"] / (width * height)
+    if fraction <= MIN_AREA:
+        return "too_small"
+    if fraction >= MAX_AREA:
+        return "too_large"
+    return "kept"
+
+
+def in_val(image_id: int, val_fraction: float) -> bool:
+    """Deterministic held-out choice by image id (the same on every run and machine)."""
+    return zlib.crc32(str(image_id).encode()) / 2**32 < val_fraction
+
+
+@dataclass
+class Task:
+    """One kept image to write."""
+
+    split: str
+    source: Path
+    image: Path
+    mask: Path
+    ann: dict
+    width: int
+    height: int
+
+
+@dataclass
+class SplitReport:
+    """What happened to one output split's source images."""
+
+    person_images: int = 0
+    kept: int = 0
+    areas: list = field(default_factory=list)
+    rejected: Counter = field(default_factory=Counter)
+    problems: Counter = field(default_factory=Counter)
+    problem_files: list = field(default_factory=list)
+    written: int = 0
+    skipped: int = 0
+
+
+def person_mask(ann: dict, width: int, height: int) -> np.ndarray:
+    """``COCO.annToMask`` of one annotation (polygons, RLE or crowd RLE) at the photo's size."""
+    coco = COCO()  # an empty index: annToMask only needs the image's size
+    coco.imgs[ann["image_id"]] = {"width": width, "height": height}
+    return coco.annToMask(ann)
+
+
+def write_pair(task: Task, size: int) -> tuple[str, str]:
+    """Reads, squashes and writes one image and its mask; returns (status, detail).
+
+    status is 'written' or a problem from PROBLEMS. Runs in a worker process.
+    """
+    if not task.source.is_file():
+        return "missing_file", str(task.source)
+    try:
+        # COCO's polygons index the stored pixels, so EXIF orientation is not applied.
+        photo = images.read_rgb(task.source, apply_exif=False)
+    except images.ImageReadError as e:
+        return "unreadable", str(e)
+    if photo.shape[:2] != (task.height, task.width):
+        return (
+            "size_mismatch",
+            f"{task.source}: {photo.shape[1]}x{photo.shape[0]}, annotation says {task.width}x{task.height}",
+        )
+    mask = person_mask(task.ann, task.width, task.height)
+    if size:
+        photo, mask = images.squash(photo, size), images.squash_mask(mask, size)
+    # The mask first: a pair counts as done only when the image exists too.
+    images.write_atomic(task.mask, images.encode(mask * 255, ".png"))
+    images.write_atomic(task.image, images.encode(photo, ".jpg", quality=95))
+    return "written", ""
+
+
+def select(coco_dir: Path, out: Path, val_fraction: float, reports: dict) -> list[Task]:
+    """Applies the filter to both annotation files; returns the images to write."""
+    tasks = []
+    for source, splits in COCO_SPLITS.items():
+        print(f"loading {coco_dir / 'annotations' / f'instances_{source}.json'}", flush=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its timings
+            coco = COCO(str(coco_dir / "annotations" / f"instances_{source}.json"))
+        for image_id in sorted(coco.getImgIds(catIds=[PERSON])):
+            info = coco.imgs[image_id]
+            split = splits[0] if len(splits) == 1 or not in_val(image_id, val_fraction) else splits[1]
+            report = reports[split]
+            report.person_images += 1
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id, catIds=[PERSON], iscrowd=None))
+            reason = filter_reason(anns, info["width"], info["height"])
+            if reason != "kept":
+                report.rejected[reason] += 1
+                continue
+            report.kept += 1
+            report.areas.append(anns[0]["area"] / (info["width"] * info["height"]))
+            stem = Path(info["file_name"]).stem
+            tasks.append(
+                Task(
+                    split=split,
+                    source=coco_dir / source / info["file_name"],
+                    image=out / split / "images" / f"{stem}.jpg",
+                    mask=out / split / "masks" / f"{stem}.png",
+                    ann=anns[0],
+                    width=info["width"],
+                    height=info["height"],
+                )
+            )
+    return tasks
+
+
+def check_coco_dir(coco_dir: Path) -> None:
+    """Raises DatasetError naming the first missing COCO file or folder."""
+    needed = [coco_dir / "annotations" / f"instances_{s}.json" for s in COCO_SPLITS]
+    needed += [coco_dir / s for s in COCO_SPLITS]
+    for path in needed:
+        if not path.exists():
+            raise DatasetError(
+                f"{path} not found: download COCO 2017 (2017 Train images, 2017 Val images, "
+                f"2017 Train/Val annotations) from {COCO_URL} and unzip them so that "
+                f"{coco_dir} holds annotations/, train2017/ and val2017/"
+            )
+
+
+def check_manifest(out: Path, settings: dict, overwrite: bool) -> None:
+    """Refuses to mix files made with other settings into ``out`` unless --overwrite."""
+    path = out / MANIFEST
+    if path.exists() and not overwrite:
+        old = json.loads(path.read_text())
+        changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if changed:
+            what = ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
+            raise DatasetError(f"{out} was written with other settings ({what}): use --overwrite or another --out")
+
+
+def prune(out: Path, tasks: list[Task]) -> int:
+    """With --overwrite: removes pairs of an earlier run that the filter no longer selects."""
+    wanted = {p for t in tasks for p in (t.image, t.mask)}
+    removed = 0
+    for split in ("train", "val", "test"):
+        for kind, ext in (("images", ".jpg"), ("masks", ".png")):
+            for path in (out / split / kind).glob(f"*{ext}"):
+                if path not in wanted:
+                    path.unlink()
+                    removed += 1
+    return removed
+
+
+def build(args: argparse.Namespace) -> dict:
+    """Filters COCO and writes the split folders; returns the per-split reports."""
+    coco_dir, out = Path(args.coco_dir), Path(args.out)
+    check_coco_dir(coco_dir)
+    settings = {"size": args.size, "val_fraction": args.val_fraction, "coco_dir": str(coco_dir.resolve())}
+    check_manifest(out, settings, args.overwrite)
+
+    reports = {split: SplitReport() for splits in COCO_SPLITS.values() for split in splits}
+    tasks = select(coco_dir, out, args.val_fraction, reports)
+    for split in reports:
+        for kind in ("images", "masks"):
+            (out / split / kind).mkdir(parents=True, exist_ok=True)
+            images.remove_stale_tmp(out / split / kind)
+    if args.overwrite:
+        prune(out, tasks)
+    images.write_atomic(out / MANIFEST, json.dumps(settings, indent=2).encode())
+
+    todo = []
+    for task in tasks:
+        if not args.overwrite and task.image.exists() and task.mask.exists():
+            reports[task.split].skipped += 1
+        else:
+            todo.append(task)
+
+    def record(task: Task, status: str, detail: str) -> None:
+        report = reports[task.split]
+        if status == "written":
+            report.written += 1
+        else:
+            report.problems[status] += 1
+            report.problem_files.append(detail)
+
+    progress = tqdm(total=len(todo), desc="writing", unit="img", disable=None)
+    if args.workers == 1 or len(todo) < 2:
+        for task in todo:
+            record(task, *write_pair(task, args.size))
+            progress.update()
+    else:
+        with ProcessPoolExecutor(args.workers) as pool:
+            chunk = max(1, min(64, len(todo) // (4 * args.workers)))
+            for task, result in zip(
+                todo, pool.map(write_pair, todo, [args.size] * len(todo), chunksize=chunk), strict=True
+            ):
+                record(task, *result)
+                progress.update()
+    progress.close()
+    return reports
+
+
+def print_report(reports: dict) -> None:
+    """What the original printed per split, plus the rejections and problems."""
+    for split, r in reports.items():
+        area = f"{100 * float(np.mean(r.areas)):.1f}%" if r.areas else "n/a (nothing kept)"
+        rejected = ", ".join(f"{k} {r.rejected[k]}" for k in REASONS)
+        print(f"{split}: {r.person_images} person images found, {r.kept} kept, average person area {area}")
+        print(f"  rejected: {rejected}; written {r.written}, already there {r.skipped}")
+        if r.problems:
+            print(f"  problems: {', '.join(f'{k} {v}' for k, v in r.problems.items())}")
+            for detail in r.problem_files[:10]:
+                print(f"    {detail}")
+            if len(r.problem_files) > 10:
+                print(f"    ... and {len(r.problem_files) - 10} more")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Filter COCO 2017 to one-person photos and write 128x128 image/mask folders.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--coco-dir",
+        default=None,
+        help="COCO 2017 folder with annotations/, train2017/, val2017/ (default: coco; with --sample: OUT/coco)",
+    )
+    parser.add_argument("--out", default="data", help="output folder for train/, val/, test/")
+    parser.add_argument(
+        "--size", type=int, default=128, help="output height and width, a multiple of 32; 0 keeps each photo's size"
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.05, help="fraction of filtered train2017 held out as val/"
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="rewrite existing files (and remove ones no longer selected)"
+    )
+    parser.add_argument(
+        "--sample", action="store_true", help="first write the built-in synthetic COCO-format sample, then filter it"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the built-in sample (with --sample)")
+    args = parser.parse_args(argv)
+    if args.size < 0 or args.size % 32:
+        parser.error(
+            f"--size must be 0 or a positive multiple of 32 (the U-net pools five times). Received: {args.size}"
+        )
+    if not 0.0 <= args.val_fraction < 1.0:
+        parser.error(f"--val-fraction must be in [0, 1). Received: {args.val_fraction}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1. Received: {args.workers}")
+    if args.coco_dir is None:
+        args.coco_dir = str(Path(args.out) / "coco") if args.sample else "coco"
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    print("coco.py configuration:")
+    for key, value in vars(args).items():
+        print(f"  {key:13} {value}")
+    try:
+        if args.sample:
+            import sample  # only needed here
+
+            coco_dir = Path(args.coco_dir)
+            if args.overwrite or not all(
+                (coco_dir / "annotations" / f"instances_{s}.json").exists() for s in COCO_SPLITS
+            ):
+                print(f"writing the built-in sample to {coco_dir}", flush=True)
+                sample.write_sample(coco_dir, seed=args.seed)
+        reports = build(args)
+    except DatasetError as e:
+        print(f"coco.py: error: {e}", file=sys.stderr)
+        return 2
+    print_report(reports)
+    kept = sum(r.kept for r in reports.values())
+    print(f"done: {kept} images kept, folders in {args.out}/{{train,val,test}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
