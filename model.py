@@ -103,29 +103,146 @@ def make_metrics() -> list:
     ]
 
 
+@keras.saving.register_keras_serializable(package="background_remover")
+def bce_dice(y_true, y_pred):
+    """Binary cross-entropy plus the soft Dice loss, per image (train.py --loss bce_dice).
+
+    Dice = 1 - (2 |y p| + 1) / (|y| + |p| + 1) over each image's pixels: it weighs the
+    person's overlap directly, whatever share of the photo the person covers.
+    """
+    y_true = ops.cast(y_true, y_pred.dtype)
+    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred), axis=(1, 2))
+    overlap = ops.sum(y_true * y_pred, axis=(1, 2, 3))
+    total = ops.sum(y_true, axis=(1, 2, 3)) + ops.sum(y_pred, axis=(1, 2, 3))
+    return bce + 1.0 - (2.0 * overlap + 1.0) / (total + 1.0)
+
+
+LOSSES = {"bce": keras.losses.BinaryCrossentropy, "bce_dice": lambda: bce_dice}
+SCHEDULES = ("exponential", "cosine")
+
+
+def make_schedule(
+    schedule: str = "exponential",
+    learning_rate: float = LEARNING_RATE,
+    decay_steps: int = DECAY_STEPS,
+    decay_rate: float = DECAY_RATE,
+    total_steps: int = 0,
+    warmup_steps: int = 0,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The learning-rate schedule.
+
+    'exponential' is the original's ``ExponentialDecay(learning_rate, decay_steps,
+    decay_rate, staircase=True)``. 'cosine' rises linearly from 0 over ``warmup_steps``
+    and then falls along a cosine to 0 at ``total_steps`` (the run's last step).
+    """
+    if schedule == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            learning_rate, decay_steps=decay_steps, decay_rate=decay_rate, staircase=True
+        )
+    if schedule == "cosine":
+        if total_steps <= warmup_steps:
+            raise ValueError(f"the cosine schedule needs total_steps > warmup_steps; got {total_steps}, {warmup_steps}")
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else learning_rate,
+            decay_steps=total_steps - warmup_steps,
+            alpha=0.0,
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
+    raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
+
+
 def compile_unet(
     model: keras.Model,
     learning_rate: float = LEARNING_RATE,
     decay_steps: int = DECAY_STEPS,
     decay_rate: float = DECAY_RATE,
     jit_compile: bool = False,
+    loss: str = "bce",
+    schedule: str = "exponential",
+    total_steps: int = 0,
+    warmup_steps: int = 0,
 ) -> keras.Model:
-    """Compiles ``model`` the original way and returns it.
+    """Compiles ``model`` (by default the original way) and returns it.
 
-    Adam with ``ExponentialDecay(learning_rate, decay_steps, decay_rate, staircase=True)``,
-    binary cross-entropy, metrics ``accuracy``, ``seed_iou`` and ``iou``. XLA is off by
-    default: on CPU it made the original's training step about 2x slower.
+    Adam with ``make_schedule(...)`` (the original's exponential decay unless
+    ``schedule='cosine'``), binary cross-entropy (or 'bce_dice'), metrics ``accuracy``,
+    ``seed_iou`` and ``iou``. XLA is off by default: on CPU it made the original's
+    training step about 2x slower.
     """
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        learning_rate, decay_steps=decay_steps, decay_rate=decay_rate, staircase=True
-    )
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {tuple(LOSSES)}")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=schedule),
-        loss=keras.losses.BinaryCrossentropy(),
+        optimizer=keras.optimizers.Adam(
+            learning_rate=make_schedule(schedule, learning_rate, decay_steps, decay_rate, total_steps, warmup_steps)
+        ),
+        loss=LOSSES[loss](),
         metrics=make_metrics(),
         jit_compile=jit_compile,
     )
     return model
+
+
+def _fused_batchnorm_call(self, inputs, training=None, mask=None):
+    """BatchNormalization.call with TensorFlow's fused kernel (see ``use_fused_batchnorm``)."""
+    import tensorflow as tf
+
+    if mask is not None:
+        return type(self).call(self, inputs, training=training, mask=mask)
+    gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
+    if training and self.trainable:
+        empty = tf.constant([], tf.float32)
+        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=self.epsilon, is_training=True
+        )
+        # The kernel returns the unbiased (n - 1) variance; Keras averages the biased one.
+        n = ops.cast(ops.prod(ops.shape(inputs)[:-1]), "float32")
+        variance = variance * (n - 1.0) / n
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+    else:
+        outputs, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=gamma,
+            offset=beta,
+            mean=ops.cast(self.moving_mean, "float32"),
+            variance=ops.cast(self.moving_variance, "float32"),
+            epsilon=self.epsilon,
+            is_training=False,
+        )
+    return ops.cast(outputs, self.compute_dtype)
+
+
+def use_fused_batchnorm(model: keras.Model) -> int:
+    """Runs every BatchNormalization layer of ``model`` with TensorFlow's fused kernel.
+
+    The same computation as Keras' layer (batch statistics while training, the biased
+    variance in the moving averages, moving statistics at inference), in one kernel
+    instead of a dozen element-wise passes over the activations, which Keras 3 runs in
+    float32 even under mixed precision. Only these layer objects change: their configs,
+    weights and saved files stay plain ``BatchNormalization``, so a model trained this
+    way loads anywhere. Call it after building or loading, before training or predicting.
+
+    Returns:
+        How many layers were switched (0 unless the backend is TensorFlow).
+    """
+    import types
+
+    if keras.backend.backend() != "tensorflow":
+        return 0
+    switched = 0
+    for layer in model.layers:
+        if (
+            isinstance(layer, layers.BatchNormalization)
+            and layer.axis in (-1, len(layer.input.shape) - 1)
+            and len(layer.input.shape) == 4
+            and layer.center
+            and layer.scale
+            and not layer.renorm
+        ):
+            layer.call = types.MethodType(_fused_batchnorm_call, layer)
+            switched += 1
+    return switched
 
 
 def main(argv=None) -> None:

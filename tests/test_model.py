@@ -221,3 +221,49 @@ def test_model_script_prints_the_summary(capsys):
     assert "Total params: 22,846,593" in out
     assert "Trainable params: 22,836,609" in out
     assert "Non-trainable params: 9,984" in out
+
+
+# ---------------------------------------------------------------------------- improved-recipe options
+
+
+def test_bce_dice_by_hand():
+    # One 1x2 image: truth [1, 0], prediction [0.5, 0.5].
+    y = np.array([[[[1.0], [0.0]]]], np.float32)
+    p = np.array([[[[0.5], [0.5]]]], np.float32)
+    bce = -np.log(0.5)  # both pixels
+    dice = 1 - (2 * 0.5 + 1) / (1 + 1.0 + 1)  # overlap 0.5, |y| 1, |p| 1
+    got = keras.ops.convert_to_numpy(unet.bce_dice(y, p))
+    assert got.shape == (1,)
+    assert got[0] == pytest.approx(bce + dice, rel=1e-4)
+    perfect = keras.ops.convert_to_numpy(unet.bce_dice(y, np.clip(y, 1e-7, 1 - 1e-7)))
+    assert perfect[0] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_cosine_schedule_warms_up_and_ends_at_zero():
+    schedule = unet.make_schedule("cosine", learning_rate=0.002, total_steps=110, warmup_steps=10)
+    lr = [float(schedule(step)) for step in (0, 5, 10, 60, 110)]
+    assert lr == pytest.approx([0.0, 0.001, 0.002, 0.001, 0.0], abs=1e-6)
+
+
+def test_default_schedule_is_the_original():
+    schedule = unet.make_schedule()
+    assert float(schedule(0)) == pytest.approx(0.002)
+    assert float(schedule(299)) == pytest.approx(0.002)
+    assert float(schedule(300)) == pytest.approx(0.002 * 0.98)
+
+
+def test_unknown_loss_or_schedule_is_an_error():
+    with pytest.raises(ValueError, match="unknown loss 'dice'"):
+        unet.compile_unet(unet.build_unet((64, 64, 3)), loss="dice")
+    with pytest.raises(ValueError, match="unknown schedule 'step'"):
+        unet.make_schedule("step")
+
+
+def test_model_trained_with_bce_dice_reloads(tmp_path):
+    model = unet.compile_unet(unet.build_unet((None, None, 3)), loss="bce_dice", schedule="cosine", total_steps=20)
+    x = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
+    model.fit(x, (x[..., :1] > 0.5).astype(np.float32), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    assert again.loss.__name__ == "bce_dice"
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
