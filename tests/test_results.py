@@ -1,0 +1,230 @@
+"""results.py on photos the tests write, with a model whose predictions are known."""
+
+import io
+import json
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import results
+
+
+@pytest.fixture(scope="module")
+def red_model(tmp_path_factory):
+    """A .keras model that calls a pixel 'person' when it is red: p = sigmoid(10 R - 5)."""
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.layers[1].set_weights(
+        [np.array([10.0, 0.0, 0.0], np.float32).reshape(1, 1, 3, 1), np.array([-5.0], np.float32)]
+    )
+    path = tmp_path_factory.mktemp("model") / "red.keras"
+    model.save(path)
+    return path
+
+
+def half_red(height, width, top=False, fraction=0.5):
+    """RGB photo whose left (or top) part is pure red and the rest dark blue."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[..., 2] = 90
+    if top:
+        image[: round(height * fraction)] = (255, 0, 0)
+    else:
+        image[:, : round(width * fraction)] = (255, 0, 0)
+    return image
+
+
+def write_photos(folder):
+    """The awkward real-world formats, each with a red left half (after orientation)."""
+    folder.mkdir()
+    # 45% red: the edge falls inside a model pixel, so the upsampled alpha ramps.
+    rgb = half_red(240, 400, fraction=0.45)
+    cv2.imwrite(str(folder / "plain.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    # Sideways phone photo: stored 400 wide x 240 high with the red part on top; EXIF 6
+    # says rotate 90 degrees clockwise, which puts red on the right: shown 240 x 400.
+    sideways = Image.fromarray(half_red(240, 400, top=True, fraction=0.45))
+    exif = sideways.getexif()
+    exif[0x0112] = 6
+    sideways.save(folder / "sideways.jpg", exif=exif, quality=95)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(folder / "gray.png"), gray)
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])).save(folder / "rgba.png")
+    cv2.imwrite(str(folder / "deep.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    Image.fromarray(rgb).save(folder / "photo.webp", quality=95)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def read_rgba(path):
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+
+
+def run(*argv):
+    return results.main([str(a) for a in argv])
+
+
+def test_cutouts_of_awkward_photos(tmp_path, red_model, capsys):
+    photos = write_photos(tmp_path / "photos")
+    out, figure = tmp_path / "cut", tmp_path / "fig.png"
+    code = run("--model", red_model, "--out-dir", out, "--figure", figure, photos)
+    err = capsys.readouterr().err
+    assert code == 1  # one photo failed
+    assert "corrupt.jpg" in err and "not an image" in err
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["cmyk.png", "deep.png", "gray.png", "photo.png", "plain.png", "rgba.png", "sideways.png"]
+    for name in written:
+        cut = read_rgba(out / name)
+        alpha = cut[..., 3].astype(int)
+        if name == "sideways.png":
+            assert cut.shape == (400, 240, 4)  # EXIF rotation applied
+            person, background = alpha[:, 150:], alpha[:, :120]
+        else:
+            assert cut.shape == (240, 400, 4)
+            person, background = alpha[:, :160], alpha[:, 200:]
+        if name == "gray.png":  # read as RGB with R = G = B = 76: p = sigmoid(10 * 0.3 - 5) = 0.12
+            assert np.array_equal(cut[..., 0], cut[..., 1]) and alpha.max() <= 31
+            continue
+        assert person.mean() > 240 and background.mean() < 15, name
+        # Soft alpha: the edge between the halves ramps through intermediate values.
+        assert np.any((alpha > 20) & (alpha < 235)), name
+    # The RGB of the cutout is the photo's.
+    plain = read_rgba(out / "plain.png")
+    assert np.abs(plain[:, :160, :3].astype(int) - (255, 0, 0)).max() < 20
+
+
+def test_figure_has_one_row_per_photo(tmp_path, red_model):
+    photos = write_photos(tmp_path / "photos")
+    figure = tmp_path / "fig.png"
+    run("--model", red_model, "--out-dir", tmp_path / "cut", "--figure", figure, photos)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width = cv2.imread(str(figure)).shape[:2]
+    rows, columns = 7, 3  # seven readable photos: photo | predicted mask | cutout
+    assert (height, width) == (round(2.6 * rows * 80), round(2.6 * columns * 80))
+
+
+def test_hard_mask_background_colour_and_jpeg(tmp_path, red_model):
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(half_red(64, 96), cv2.COLOR_RGB2BGR))
+    assert (
+        run("--model", red_model, "--out-dir", tmp_path / "hard", "--figure", tmp_path / "f1.png", "--hard", photo) == 0
+    )
+    assert set(np.unique(read_rgba(tmp_path / "hard" / "p.png")[..., 3])) == {0, 255}
+    code = run(
+        "--model", red_model, "--out-dir", tmp_path / "white", "--figure", tmp_path / "f2.png",
+        "--background", "white", "--format", "jpg", photo,
+    )  # fmt: skip
+    assert code == 0
+    out = cv2.cvtColor(cv2.imread(str(tmp_path / "white" / "p.jpg")), cv2.COLOR_BGR2RGB).astype(int)
+    assert np.abs(out[:, 60:] - 255).max() < 12  # background replaced by white
+    assert np.abs(out[:, :40] - (255, 0, 0)).max() < 40  # the person kept
+
+
+@pytest.mark.parametrize("background", ["blur", "#00ff00", "0,0,255", "other.png"])
+def test_other_backgrounds(tmp_path, red_model, background):
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(half_red(64, 96), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "other.png"), np.full((30, 50, 3), 128, np.uint8))
+    if background == "other.png":
+        background = str(tmp_path / "other.png")
+    assert (
+        run(
+            "--model",
+            red_model,
+            "--out-dir",
+            tmp_path / "o",
+            "--figure",
+            tmp_path / "f.png",
+            "--background",
+            background,
+            photo,
+        )
+        == 0
+    )
+    assert cv2.imread(str(tmp_path / "o" / "p.png")).shape == (64, 96, 3)
+
+
+def test_never_overwrites_without_being_asked(tmp_path, red_model, capsys):
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(half_red(64, 96), cv2.COLOR_RGB2BGR))
+    args = ["--model", red_model, "--out-dir", tmp_path / "o", "--figure", tmp_path / "f.png", photo]
+    assert run(*args) == 0
+    (tmp_path / "o" / "p.png").write_bytes(b"mine")
+    assert run(*args) == 2
+    assert "already exist" in capsys.readouterr().err
+    assert (tmp_path / "o" / "p.png").read_bytes() == b"mine"
+    assert run(*args, "--overwrite") == 0
+    assert read_rgba(tmp_path / "o" / "p.png").shape == (64, 96, 4)
+
+
+def test_evaluate_gives_the_hand_computed_metrics(tmp_path, red_model):
+    split = tmp_path / "test"
+    (split / "images").mkdir(parents=True)
+    (split / "masks").mkdir()
+    # a: red top half (512 px predicted), true mask the top 24 rows (768 px): TP 512, FN 256.
+    # b: red left half (512 px predicted), empty true mask: FP 512.
+    a, b = half_red(32, 32, top=True), half_red(32, 32)
+    mask_a, mask_b = np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8)
+    mask_a[:24] = 255
+    for name, image, mask in (("a", a, mask_a), ("b", b, mask_b)):
+        cv2.imwrite(str(split / "images" / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(split / "masks" / f"{name}.png"), mask)
+    metrics, figure = tmp_path / "m.json", tmp_path / "worst.png"
+    assert run("--model", red_model, "--evaluate", split, "--json", metrics, "--figure", figure, "--size", 32) == 0
+    got = json.loads(metrics.read_text())
+    high, low = 1 / (1 + np.exp(-5.0)), 1 / (1 + np.exp(5.0))  # p for red and for not-red pixels
+    assert got["images"] == 2
+    assert got["accuracy"] == pytest.approx((2048 - 256 - 512) / 2048)
+    assert got["iou"] == pytest.approx(512 / (512 + 256 + 512))
+    # seed_iou: soft intersection 512 high + 256 low over the hard union 768 + 512, one batch.
+    assert got["seed_iou"] == pytest.approx((512 * high + 256 * low) / 1280, rel=1e-5)
+    # The figure shows the worst photos first (b: iou 0, then a: 2/3), four columns.
+    height, width = cv2.imread(str(figure)).shape[:2]
+    assert (height, width) == (round(2.6 * 2 * 80), round(2.6 * 4 * 80))
+
+
+def test_bad_models_get_one_line_errors(tmp_path, capsys):
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "notes.keras").write_text("not a model")
+    inputs = keras.Input((None, None, 3))
+    two = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    two.save(tmp_path / "two.keras")
+    for model, message in (
+        (tmp_path / "missing.keras", "no such file"),
+        (tmp_path / "notes.keras", "not a Keras model file"),
+        (tmp_path / "two.keras", r"expected images \(batch, height, width, 3\) -> masks"),
+    ):
+        assert run("--model", model, photo) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert err.startswith(f"results.py: error: --model {model}")
+        assert __import__("re").search(message, err)
+
+
+def test_missing_photo_and_bad_options(tmp_path, red_model, capsys):
+    assert run("--model", red_model, tmp_path / "nope.jpg") == 2
+    assert "nope.jpg: no such file or folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        run("--model", red_model, "--format", "jpg", tmp_path)
+    assert e.value.code == 2
+    assert "--format jpg needs --background" in capsys.readouterr().err
+
+
+def test_cutout_of_a_large_photo_keeps_its_resolution():
+    photo = half_red(3000, 4000)
+    prob = np.zeros((128, 128), np.float32)
+    prob[:, :64] = 1.0
+    cut = results.cutout(photo, prob)
+    assert cut.shape == (3000, 4000, 4) and cut.dtype == np.uint8
+    assert cut[:, :1900, 3].min() == 255 and cut[:, 2100:, 3].max() == 0
+    assert results.thumbnail(photo).shape == (192, 256, 3)
+
+
+def test_encoded_image_round_trip():
+    buffer = io.BytesIO(results.images.encode(np.zeros((4, 4, 4), np.uint8), ".png"))
+    assert Image.open(buffer).mode == "RGBA"
