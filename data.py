@@ -143,8 +143,68 @@ def to_float(image: tf.Tensor, mask: tf.Tensor, *rest) -> tuple:
     return (tf.cast(image, tf.float32) / 255.0, tf.cast(mask, tf.float32), *rest)
 
 
+# Augmentation (train.py --augment). The original trained on the squashed photos as they are;
+# these widen the training distribution beyond its framing: upper-body and zoomed crops,
+# other aspect ratios, mirror images, other lighting and colours.
+UPPER_BODY = 0.5  # probability of a crop from the top of the photo (head and shoulders)
+ZOOM = (0.45, 1.0)  # crop side, as a fraction of the photo's, for the other crops
+COLOUR = dict(brightness=0.15, contrast=(0.7, 1.3), saturation=(0.6, 1.4), hue=0.05)
+
+
+def random_crop_box(seed: tf.Tensor) -> tf.Tensor:
+    """A crop [y0, x0, y1, x1] in [0, 1] coordinates, its aspect ratio jittered.
+
+    With probability UPPER_BODY the box starts near the top and keeps 35-80% of the
+    height (an upper-body crop of a full-figure photo); otherwise each side is a
+    random fraction ZOOM of the photo's, anywhere in it.
+    """
+    u = tf.random.stateless_uniform([5], seed)
+    upper = u[0] < UPPER_BODY
+    height = tf.where(upper, 0.35 + 0.45 * u[1], ZOOM[0] + (ZOOM[1] - ZOOM[0]) * u[1])
+    width = ZOOM[0] + (ZOOM[1] - ZOOM[0]) * u[2]  # independent: the aspect ratio changes
+    y0 = tf.where(upper, 0.1 * u[3], (1.0 - height) * u[3])
+    x0 = (1.0 - width) * u[4]
+    return tf.stack([y0, x0, y0 + height, x0 + width])
+
+
+def augment(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random crop, scale, aspect ratio, horizontal flip and colour jitter of one pair.
+
+    The same geometry is applied to the image and its mask, so they stay aligned: the
+    crop is resized back to the input size (bilinear; the mask is re-thresholded at one
+    half) and both are flipped together. Colour changes touch the image only.
+
+    Args:
+        image: (h, w, 3) float32 in [0, 1].
+        mask: (h, w, 1) float32 in {0, 1}.
+        seed: (2,) int seed; the same seed gives the same result.
+
+    Returns:
+        (image, mask) of the same shapes, dtypes and value ranges.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 7)
+    size = tf.shape(image)[:2]
+    box = random_crop_box(seeds[0])[None]
+    both = tf.concat([image, mask], axis=-1)[None]
+    both = tf.image.crop_and_resize(both, box, [0], size, method="bilinear")[0]
+    flip = tf.random.stateless_uniform([], seeds[1]) < 0.5
+    both = tf.cond(flip, lambda: tf.reverse(both, axis=[1]), lambda: both)
+    image, mask = both[..., :3], tf.cast(both[..., 3:] >= 0.5, tf.float32)
+    c = COLOUR
+    image = tf.image.stateless_random_brightness(image, c["brightness"], seeds[2])
+    image = tf.image.stateless_random_contrast(image, *c["contrast"], seeds[3])
+    image = tf.image.stateless_random_saturation(image, *c["saturation"], seeds[4])
+    image = tf.image.stateless_random_hue(image, c["hue"], seeds[5])
+    return tf.clip_by_value(image, 0.0, 1.0), mask
+
+
 def batches(
-    pairs: tf.data.Dataset, batch_size: int = 32, shuffle: bool = False, seed: int = 1, repeat: bool = False
+    pairs: tf.data.Dataset,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 1,
+    repeat: bool = False,
+    augmented: bool = False,
 ) -> tf.data.Dataset:
     """uint8 pairs from ``load_split`` -> shuffled, repeated, float32 batches, prefetched.
 
@@ -152,14 +212,20 @@ def batches(
         pairs: a dataset from ``load_split``.
         batch_size: images per batch (the last batch may be smaller unless ``repeat``).
         shuffle: reshuffle every pass through the data, from ``seed``.
-        seed: shuffle seed (the original used 1).
+        seed: shuffle and augmentation seed (the original used 1).
         repeat: repeat forever (training counts steps, not passes).
+        augmented: apply ``augment`` to every pair, with seeds drawn from ``seed``.
     """
     if shuffle:
         pairs = pairs.shuffle(int(pairs.cardinality()), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         pairs = pairs.repeat()
     pairs = pairs.map(to_float, num_parallel_calls=AUTOTUNE)
+    if augmented:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        pairs = tf.data.Dataset.zip(pairs, seeds).map(
+            lambda pair, s: augment(*pair, s), num_parallel_calls=AUTOTUNE, deterministic=True
+        )
     return pairs.batch(batch_size, drop_remainder=repeat).prefetch(AUTOTUNE)
 
 
