@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/python model.py
+	$(BIN)/python train.py --demo
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -245,6 +245,45 @@ def use_fused_batchnorm(model: keras.Model) -> int:
     return switched
 
 
+def recalibrate_batchnorm(model: keras.Model, batches) -> int:
+    """Re-estimates every BatchNormalization layer's moving mean and variance ("precise BN").
+
+    The original net puts Dropout before BatchNorm and keeps moving averages with momentum
+    0.99. At inference the averages lag behind the weights, and lack dropout's extra
+    variance, so the predictions of a model saved mid-run can be much worse than its
+    training-mode outputs (validation IoU swings from epoch to epoch). This runs the
+    model in training mode with dropout switched off over ``batches`` and sets each
+    layer's moving statistics to the plain average of its batch statistics. Weights and
+    the optimizer are untouched.
+
+    Args:
+        model: a U-net (or any Keras model).
+        batches: an iterable of input batches (images only, or (images, masks) pairs).
+
+    Returns:
+        The number of batches used.
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    drops = [layer for layer in model.layers if isinstance(layer, layers.Dropout)]
+    momenta, rates = [n.momentum for n in norms], [d.rate for d in drops]
+    count = 0
+    try:
+        for d in drops:
+            d.rate = 0.0
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            for n in norms:  # a running average: the k-th batch gets weight 1 / (k + 1)
+                n.momentum = count / (count + 1.0)
+            model(x, training=True)
+            count += 1
+    finally:
+        for n, m in zip(norms, momenta, strict=True):
+            n.momentum = m
+        for d, r in zip(drops, rates, strict=True):
+            d.rate = r
+    return count
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description="Print the U-net's layer-by-layer summary.",

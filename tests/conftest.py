@@ -8,7 +8,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import cv2  # noqa: E402
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -16,3 +18,28 @@ import pytest  # noqa: E402
 def _seed():
     keras.utils.set_random_seed(0)
     yield
+
+
+def write_split(root, n=5, size=64, ext=".jpg", seed=0):
+    """A split folder of n noisy photos with a bright square each, and their 0/255 masks."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image = (rng.random((size, size, 3)) * 80).astype(np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        a = int(rng.integers(0, size // 2))
+        mask[a : a + size // 2, a : a + size // 2] = 255
+        image[mask > 0] = 220
+        cv2.imwrite(str(root / "images" / f"img{i:03d}{ext}"), image)
+        cv2.imwrite(str(root / "masks" / f"img{i:03d}.png"), mask)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """data/{train,val,test} at 64x64: 12, 4 and 4 photos."""
+    root = tmp_path_factory.mktemp("tiny") / "data"
+    for seed, (split, n) in enumerate((("train", 12), ("val", 4), ("test", 4))):
+        write_split(root / split, n=n, seed=seed)
+    return root

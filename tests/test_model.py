@@ -267,3 +267,41 @@ def test_model_trained_with_bce_dice_reloads(tmp_path):
     again = keras.saving.load_model(tmp_path / "m.keras")
     assert again.loss.__name__ == "bce_dice"
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_recalibrate_batchnorm_matches_training_mode_without_dropout():
+    model = unet.build_unet((64, 64, 3))
+    x = np.random.default_rng(1).random((4, 64, 64, 3)).astype(np.float32)
+    before = keras.ops.convert_to_numpy(model(x, training=False))
+    assert unet.recalibrate_batchnorm(model, [x]) == 1
+    # With one batch the moving statistics are that batch's, and dropout was off: inference
+    # now computes what training mode computes without dropout.
+    drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert any(d.rate > 0 for d in drops)  # restored afterwards
+    after = keras.ops.convert_to_numpy(model(x, training=False))
+    rates = [d.rate for d in drops]
+    for d in drops:
+        d.rate = 0.0
+    reference = keras.ops.convert_to_numpy(model(x, training=True))
+    for d, r in zip(drops, rates, strict=True):
+        d.rate = r
+    np.testing.assert_allclose(after, reference, atol=2e-3)
+    assert np.abs(after - before).max() > 1e-2
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert all(n.momentum == 0.99 for n in norms)
+
+
+def test_recalibrate_batchnorm_averages_batches():
+    model = unet.build_unet((64, 64, 3))
+    rng = np.random.default_rng(2)
+    a, b = (rng.random((2, 64, 64, 3)).astype(np.float32) * s for s in (1.0, 3.0))
+    unet.recalibrate_batchnorm(model, [(a, None), (b, None)])
+    first = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    # The first BatchNorm sees conv(maxpool(x)); its moving mean is the average of the two
+    # batches' means, which lies strictly between them.
+    mean = keras.ops.convert_to_numpy(first.moving_mean)
+    unet.recalibrate_batchnorm(model, [a])
+    mean_a = keras.ops.convert_to_numpy(first.moving_mean)
+    unet.recalibrate_batchnorm(model, [b])
+    mean_b = keras.ops.convert_to_numpy(first.moving_mean)
+    np.testing.assert_allclose(mean, (mean_a + mean_b) / 2, rtol=1e-4, atol=1e-5)
