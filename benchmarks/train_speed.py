@@ -1,0 +1,177 @@
+"""Training throughput of the faithful U-net on this machine, and of its input pipeline.
+
+    python benchmarks/train_speed.py                 # all configurations, ~5 minutes on 2 cores
+    python benchmarks/train_speed.py --steps 3       # quicker, noisier
+
+Prints images/s for the input pipeline alone (JPEG folder -> float batches, after the first
+pass fills the cache, and the first pass itself) and for training steps (128x128, batch 32)
+under several options, each in a fresh process, with the ratio to the float32 baseline.
+The baseline runs first and last: the two figures show how noisy the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> (train.py-style options, environment)
+CONFIGS = {
+    "fp32": ({}, {}),
+    "fp32 + XLA": ({"jit_compile": True}, {}),
+    "fp32 + fused BN": ({"fused_batchnorm": True}, {}),
+    "bfloat16": ({"mixed_precision": True}, {}),
+    "bfloat16 + XLA": ({"mixed_precision": True, "jit_compile": True}, {}),
+    "bfloat16 + fused BN": ({"mixed_precision": True, "fused_batchnorm": True}, {}),
+    "bfloat16 + fused BN, 1 inter-op thread": ({"mixed_precision": True, "fused_batchnorm": True, "inter_op": 1}, {}),
+}
+
+
+def measure_training(options: dict, image_size: int, batch_size: int, steps: int, warmup: int) -> dict:
+    """Images/s of model.fit steps on random data already in memory (no input cost)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    if options.get("inter_op"):
+        tf.config.threading.set_inter_op_parallelism_threads(options["inter_op"])
+    import model as unet
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if options.get("mixed_precision") else "float32")
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size, image_size, image_size, 3), dtype=np.float32)
+    y = (rng.random((batch_size, image_size, image_size, 1)) > 0.5).astype(np.float32)
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model = unet.compile_unet(unet.build_unet((None, None, 3)), jit_compile=options.get("jit_compile", False))
+    if options.get("fused_batchnorm"):
+        unet.use_fused_batchnorm(model)
+
+    times = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter())
+
+    model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[Clock()])
+    seconds = times[-1] - times[warmup - 1]
+    return {"images_per_s": steps * batch_size / seconds, "s_per_step": seconds / steps}
+
+
+def write_jpeg_split(root: Path, n: int, size: int) -> Path:
+    """n random photo-like JPEGs (640x480) with masks: the input pipeline's worst case."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for kind in ("images", "masks"):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        small = rng.integers(0, 255, (size // 16, size // 16, 3), dtype=np.uint8)
+        image = cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(root / "images" / f"{i:05d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(root / "masks" / f"{i:05d}.png"), ((image[..., 0] > 128) * 255).astype(np.uint8))
+    return root
+
+
+def measure_pipeline(split: Path, image_size: int, batch_size: int, batches: int) -> dict:
+    """Images/s of data.py's pipeline: the first (decoding) pass, then cached passes."""
+    import data
+
+    start = time.perf_counter()
+    pairs = data.load_split(split, image_size)  # decodes and caches every pair
+    first = time.perf_counter() - start
+    count = int(pairs.cardinality())
+    ds = data.batches(pairs, batch_size, shuffle=True, seed=1, repeat=True)
+    iterator = iter(ds)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    cached = time.perf_counter() - start
+    return {"first_pass_images_per_s": count / first, "images_per_s": batches * batch_size / cached, "images": count}
+
+
+def run_child(name: str, args) -> dict:
+    options, env = CONFIGS[name]
+    cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    cmd += ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=6, help="measured training steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2, help="steps before measuring (tracing, XLA compiling)")
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), help=f"any of: {', '.join(CONFIGS)}")
+    parser.add_argument("--pipeline-images", type=int, default=512, help="JPEGs in the input-pipeline test")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        result = measure_training(CONFIGS[args.child][0], args.image_size, args.batch_size, args.steps, args.warmup)
+        print(json.dumps(result))
+        return
+
+    print(f"benchmark: U-net {args.image_size}x{args.image_size}, batch {args.batch_size}, {os.cpu_count()} CPU cores")
+    with tempfile.TemporaryDirectory() as tmp:
+        split = write_jpeg_split(Path(tmp) / "split", args.pipeline_images, args.image_size)
+        pipe = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.argv = ['x']; "
+                    f"import json, benchmarks.train_speed as b; from pathlib import Path; "
+                    f"print(json.dumps(b.measure_pipeline(Path({str(split)!r}), {args.image_size}, {args.batch_size}, 200)))",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+    print(
+        f"input pipeline: {pipe['first_pass_images_per_s']:.0f} images/s on the first pass "
+        f"(decoding {pipe['images']} 640x480 JPEGs), {pipe['images_per_s']:.0f} images/s from the cache"
+    )
+
+    names = [n for n in args.configs if n != "fp32"]
+    order = ["fp32", *names, "fp32"]
+    results = []
+    for name in order:
+        result = run_child(name, args)
+        results.append((name, result))
+        shown = f"{result['images_per_s']:.2f} images/s" if "error" not in result else result["error"]
+        print(f"  measured {name}: {shown}", flush=True)
+    base = [r["images_per_s"] for n, r in results if n == "fp32" and "error" not in r]
+    baseline = sum(base) / len(base)
+    print("\n| training option | images/s | x fp32 |\n|---|---|---|")
+    for name, result in results:
+        if "error" in result:
+            print(f"| {name} | failed: {result['error'][:60]} | |")
+        else:
+            print(f"| {name} | {result['images_per_s']:.2f} | {result['images_per_s'] / baseline:.2f} |")
+    print(
+        f"\ninput pipeline / fp32 training: {pipe['images_per_s'] / baseline:.0f}x (cached), "
+        f"{pipe['first_pass_images_per_s'] / baseline:.0f}x (first pass)"
+    )
+
+
+if __name__ == "__main__":
+    main()
