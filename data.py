@@ -251,3 +251,43 @@ def make_dataset(
         Batches of (images (batch, size, size, 3), masks (batch, size, size, 1)), float32.
     """
     return batches(load_split(split_dir, image_size, with_index), batch_size, shuffle, seed, repeat)
+
+
+def split_stats(split_dir: str | Path) -> dict:
+    """What a split folder holds: {'images', 'sizes' {'HxW': count}, 'coverage'}.
+
+    ``coverage`` is the mean fraction of a photo covered by its person mask. Unreadable
+    pairs are skipped (and logged) as in training.
+    """
+    sizes, coverage = {}, []
+    for image, mask in load_split(split_dir, image_size=0).as_numpy_iterator():
+        key = f"{image.shape[1]}x{image.shape[0]}"
+        sizes[key] = sizes.get(key, 0) + 1
+        coverage.append(float((mask > 0).mean()))
+    return {"images": len(coverage), "sizes": sizes, "coverage": sum(coverage) / max(len(coverage), 1)}
+
+
+def main(argv=None) -> int:
+    """python data.py SPLIT_DIR...: the statistics of each split folder."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Report split folders: photos, sizes, mean mask coverage.")
+    parser.add_argument("splits", nargs="+", help="split folders with images/ and masks/, e.g. data/train")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s: %(message)s")
+    status = 0
+    for split in args.splits:
+        try:
+            s = split_stats(split)
+        except DataError as e:
+            print(f"data.py: error: {e}", file=sys.stderr)
+            status = 2
+            continue
+        sizes = ", ".join(f"{k} ({v})" for k, v in sorted(s["sizes"].items(), key=lambda kv: -kv[1]))
+        print(f"{split}: {s['images']} pairs, sizes {sizes}, mean person coverage {100 * s['coverage']:.1f}%")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

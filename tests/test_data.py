@@ -214,3 +214,14 @@ def test_augmented_batches(tmp_path):
     assert set(np.unique(first[1])) <= {0.0, 1.0}
     assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
     assert not np.array_equal(first[0], plain[0])
+
+
+def test_split_stats_and_report(tmp_path, capsys):
+    write_split(tmp_path / "train", n=3, size=64)
+    stats = data.split_stats(tmp_path / "train")
+    assert stats["images"] == 3 and stats["sizes"] == {"64x64": 3}
+    assert stats["coverage"] == pytest.approx(0.25)  # a 32x32 square in each 64x64 mask
+    assert data.main([str(tmp_path / "train"), str(tmp_path / "missing")]) == 2
+    captured = capsys.readouterr()
+    assert "3 pairs, sizes 64x64 (3), mean person coverage 25.0%" in captured.out
+    assert "missing not found" in captured.err
