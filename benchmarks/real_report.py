@@ -1,0 +1,84 @@
+"""Scores a finished run on real photos: the test split, its upper-body crops, a figure.
+
+    python benchmarks/real_report.py runs/ccp-original --data-dir ../shared/realdata/ccp-128
+
+Evaluates RUN/best.keras on DATA/test and on upper-body crops of the same photos (the top
+half of each photo and of its mask, squashed back to the model's size: a half-body
+portrait like the ones a user cuts out), draws RUN/test_figure.png with a dozen test
+photos, writes RUN/real_report.json and prints one row of the README's results table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+import data  # noqa: E402
+import images  # noqa: E402
+import results  # noqa: E402
+
+
+def write_upper_body_split(test_dir: Path, out_dir: Path, size: int) -> int:
+    """The top half of every test photo and mask, squashed to size x size; returns the count."""
+    image_paths, mask_paths = data.find_pairs(test_dir)
+    for kind in ("images", "masks"):
+        (out_dir / kind).mkdir(parents=True, exist_ok=True)
+    for image_path, mask_path in zip(image_paths, mask_paths, strict=True):
+        photo = images.read_rgb(image_path)
+        mask = (cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8)
+        top = photo.shape[0] // 2
+        stem = Path(image_path).stem
+        (out_dir / "images" / f"{stem}.png").write_bytes(images.encode(images.squash(photo[:top], size), ".png"))
+        mask = images.squash_mask(mask[:top], size) * 255
+        (out_dir / "masks" / f"{stem}.png").write_bytes(images.encode(mask, ".png"))
+    return len(image_paths)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/realdata/ccp-128"))
+    parser.add_argument("--rows", type=int, default=12, help="test photos in the figure")
+    args = parser.parse_args(argv)
+    run, test_dir = args.run_dir, args.data_dir / "test"
+    config = json.loads((run / "config.json").read_text())
+    size = config["options"]["image_size"]
+    predictor = results.Predictor(results.load_model(run / "best.keras"), size)
+    test = results.evaluate(predictor, test_dir, batch_size=32)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_upper_body_split(test_dir, Path(tmp), size)
+        upper = results.evaluate(predictor, tmp, batch_size=32)
+    shown = list(data.load_split(test_dir, size).take(args.rows).as_numpy_iterator())
+    photos = [image for image, _ in shown]
+    results.plot_predictions(
+        photos, list(predictor(np.stack(photos))), run / "test_figure.png", masks=[m for _, m in shown]
+    )
+    wall = (run / "wall_seconds").read_text().strip() if (run / "wall_seconds").exists() else None
+    history = (run / "history.csv").read_text().splitlines()
+    report = {
+        "run": str(run),
+        "test": {k: test[k] for k in ("accuracy", "iou", "seed_iou", "images")},
+        "upper_body": {k: upper[k] for k in ("accuracy", "iou", "seed_iou", "images")},
+        "wall_minutes": round(int(wall) / 60, 1) if wall else None,
+        "epochs": len(history) - 1,
+        "best_epoch": json.loads((run / "state.json").read_text())["best_epoch"],
+    }
+    images.write_atomic(run / "real_report.json", json.dumps(report, indent=2).encode())
+    t, u = report["test"], report["upper_body"]
+    print(
+        f"| {run.name} | {t['accuracy']:.3f} | {t['iou']:.3f} | {t['seed_iou']:.3f} | {u['iou']:.3f} "
+        f"| {report['wall_minutes']} min | best epoch {report['best_epoch']} of {report['epochs']} |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
