@@ -341,6 +341,16 @@ def plot_predictions(photos, probs, path=None, masks=None, titles=None, show: bo
     return fig
 
 
+def plot_split(predictor: Predictor, split_dir: str | Path, path: str | Path, rows: int = 12):
+    """``plot_predictions`` of the first ``rows`` pairs of a split folder, true masks included."""
+    import data
+
+    shown = list(data.load_split(split_dir, predictor.image_size).take(rows).as_numpy_iterator())
+    photos = [image for image, _ in shown]
+    probs = list(predictor(np.stack(photos)))
+    return plot_predictions(photos, probs, path, masks=[mask for _, mask in shown])
+
+
 # ---------------------------------------------------------------------------- evaluation
 
 

@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 # Defaults: the original recipe (see README, "How the original maps to this repository").
 DEFAULTS = dict(
     data_dir="data",  # coco.py's output: data/{train,val,test}
@@ -608,13 +606,7 @@ def evaluate_best(run_dir: Path, test_dir: Path, args: argparse.Namespace, demo_
     scores = results.evaluate(predictor, test_dir, args.batch_size)
     write_json(run_dir / "test_metrics.json", {**scores, "model": str(run_dir / "best.keras"), "split": str(test_dir)})
     if demo_figure:
-        import data
-
-        shown = list(data.load_split(test_dir, args.image_size).take(8).as_numpy_iterator())
-        photos = [image for image, _ in shown]
-        results.plot_predictions(
-            photos, list(predictor(np.stack(photos))), run_dir / "results.png", masks=[m for _, m in shown]
-        )
+        results.plot_split(predictor, test_dir, run_dir / "results.png", rows=8)
     return scores
 
 

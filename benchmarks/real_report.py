@@ -56,11 +56,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         write_upper_body_split(test_dir, Path(tmp), size)
         upper = results.evaluate(predictor, tmp, batch_size=32)
-    shown = list(data.load_split(test_dir, size).take(args.rows).as_numpy_iterator())
-    photos = [image for image, _ in shown]
-    results.plot_predictions(
-        photos, list(predictor(np.stack(photos))), run / "test_figure.png", masks=[m for _, m in shown]
-    )
+    results.plot_split(predictor, test_dir, run / "test_figure.png", rows=args.rows)
     wall = (run / "wall_seconds").read_text().strip() if (run / "wall_seconds").exists() else None
     history = (run / "history.csv").read_text().splitlines()
     report = {
