@@ -17,33 +17,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
-import json
 import os
 import sys
 import zlib
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
-from tqdm import tqdm
 
+import cli
+import folders
 import images
 
 PERSON = 1  # COCO category id
 MIN_AREA, MAX_AREA = 0.2, 0.7  # person area / image area, both bounds excluded
 COCO_URL = "https://cocodataset.org/#download"
 COCO_SPLITS = {"train2017": ("train", "val"), "val2017": ("test",)}  # source -> output splits
-MANIFEST = "dataset.json"
+MANIFEST = folders.MANIFEST
+DatasetError = folders.DatasetError  # an expected problem with the input: main() prints one line, exit 2
 REASONS = ("several_persons", "too_small", "too_large")  # why a person image is rejected
 PROBLEMS = ("missing_file", "unreadable", "size_mismatch")  # why a kept image is not written
-
-
-class DatasetError(Exception):
-    """An expected problem with the user's input; main() prints it as one line, exit 2."""
 
 
 def filter_reason(anns: list[dict], width: int, height: int) -> str:
@@ -69,30 +66,23 @@ def in_val(image_id: int, val_fraction: float) -> bool:
 
 
 @dataclass
-class Task:
+class Task(folders.Pair):
     """One kept image to write."""
 
-    split: str
     source: Path
-    image: Path
-    mask: Path
     ann: dict
     width: int
     height: int
 
 
 @dataclass
-class SplitReport:
+class SplitReport(folders.SplitReport):
     """What happened to one output split's source images."""
 
     person_images: int = 0
     kept: int = 0
     areas: list = field(default_factory=list)
     rejected: Counter = field(default_factory=Counter)
-    problems: Counter = field(default_factory=Counter)
-    problem_files: list = field(default_factory=list)
-    written: int = 0
-    skipped: int = 0
 
 
 def person_mask(ann: dict, width: int, height: int) -> np.ndarray:
@@ -147,13 +137,13 @@ def select(coco_dir: Path, out: Path, val_fraction: float, reports: dict) -> lis
                 continue
             report.kept += 1
             report.areas.append(anns[0]["area"] / (info["width"] * info["height"]))
-            stem = Path(info["file_name"]).stem
+            image, mask = folders.pair_paths(out, split, Path(info["file_name"]).stem)
             tasks.append(
                 Task(
                     split=split,
+                    image=image,
+                    mask=mask,
                     source=coco_dir / source / info["file_name"],
-                    image=out / split / "images" / f"{stem}.jpg",
-                    mask=out / split / "masks" / f"{stem}.png",
                     ann=anns[0],
                     width=info["width"],
                     height=info["height"],
@@ -175,76 +165,18 @@ def check_coco_dir(coco_dir: Path) -> None:
             )
 
 
-def check_manifest(out: Path, settings: dict, overwrite: bool) -> None:
-    """Refuses to mix files made with other settings into ``out`` unless --overwrite."""
-    path = out / MANIFEST
-    if path.exists() and not overwrite:
-        old = json.loads(path.read_text())
-        changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-        if changed:
-            what = ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
-            raise DatasetError(f"{out} was written with other settings ({what}): use --overwrite or another --out")
-
-
-def prune(out: Path, tasks: list[Task]) -> int:
-    """With --overwrite: removes pairs of an earlier run that the filter no longer selects."""
-    wanted = {p for t in tasks for p in (t.image, t.mask)}
-    removed = 0
-    for split in ("train", "val", "test"):
-        for kind, ext in (("images", ".jpg"), ("masks", ".png")):
-            for path in (out / split / kind).glob(f"*{ext}"):
-                if path not in wanted:
-                    path.unlink()
-                    removed += 1
-    return removed
-
-
 def build(args: argparse.Namespace) -> dict:
     """Filters COCO and writes the split folders; returns the per-split reports."""
     coco_dir, out = Path(args.coco_dir), Path(args.out)
     check_coco_dir(coco_dir)
     settings = {"size": args.size, "val_fraction": args.val_fraction, "coco_dir": str(coco_dir.resolve())}
-    check_manifest(out, settings, args.overwrite)
+    folders.check_manifest(out, settings, args.overwrite)
 
     reports = {split: SplitReport() for splits in COCO_SPLITS.values() for split in splits}
     tasks = select(coco_dir, out, args.val_fraction, reports)
-    for split in reports:
-        for kind in ("images", "masks"):
-            (out / split / kind).mkdir(parents=True, exist_ok=True)
-            images.remove_stale_tmp(out / split / kind)
-    if args.overwrite:
-        prune(out, tasks)
-    images.write_atomic(out / MANIFEST, json.dumps(settings, indent=2).encode())
-
-    todo = []
-    for task in tasks:
-        if not args.overwrite and task.image.exists() and task.mask.exists():
-            reports[task.split].skipped += 1
-        else:
-            todo.append(task)
-
-    def record(task: Task, status: str, detail: str) -> None:
-        report = reports[task.split]
-        if status == "written":
-            report.written += 1
-        else:
-            report.problems[status] += 1
-            report.problem_files.append(detail)
-
-    progress = tqdm(total=len(todo), desc="writing", unit="img", disable=None)
-    if args.workers == 1 or len(todo) < 2:
-        for task in todo:
-            record(task, *write_pair(task, args.size))
-            progress.update()
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            chunk = max(1, min(64, len(todo) // (4 * args.workers)))
-            for task, result in zip(
-                todo, pool.map(write_pair, todo, [args.size] * len(todo), chunksize=chunk), strict=True
-            ):
-                record(task, *result)
-                progress.update()
-    progress.close()
+    folders.prepare(out, reports.keys(), settings, tasks, args.overwrite)
+    todo = folders.pending(tasks, reports, args.overwrite)
+    folders.write_all(todo, functools.partial(write_pair, size=args.size), reports, args.workers)
     return reports
 
 
@@ -255,12 +187,7 @@ def print_report(reports: dict) -> None:
         rejected = ", ".join(f"{k} {r.rejected[k]}" for k in REASONS)
         print(f"{split}: {r.person_images} person images found, {r.kept} kept, average person area {area}")
         print(f"  rejected: {rejected}; written {r.written}, already there {r.skipped}")
-        if r.problems:
-            print(f"  problems: {', '.join(f'{k} {v}' for k, v in r.problems.items())}")
-            for detail in r.problem_files[:10]:
-                print(f"    {detail}")
-            if len(r.problem_files) > 10:
-                print(f"    ... and {len(r.problem_files) - 10} more")
+        folders.print_problems(r)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -289,10 +216,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the built-in sample (with --sample)")
     args = parser.parse_args(argv)
-    if args.size < 0 or args.size % 32:
-        parser.error(
-            f"--size must be 0 or a positive multiple of 32 (the U-net pools five times). Received: {args.size}"
-        )
+    try:
+        images.check_size(args.size, allow_zero=True)
+    except ValueError as e:
+        parser.error(str(e))
     if not 0.0 <= args.val_fraction < 1.0:
         parser.error(f"--val-fraction must be in [0, 1). Received: {args.val_fraction}")
     if args.workers < 1:
@@ -304,9 +231,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    print("coco.py configuration:")
-    for key, value in vars(args).items():
-        print(f"  {key:13} {value}")
+    cli.print_config("coco.py", vars(args))
     try:
         if args.sample:
             import sample  # only needed here
@@ -319,7 +244,7 @@ def main(argv=None) -> int:
                 sample.write_sample(coco_dir, seed=args.seed)
         reports = build(args)
     except DatasetError as e:
-        print(f"coco.py: error: {e}", file=sys.stderr)
+        cli.error("coco.py", str(e))
         return 2
     print_report(reports)
     kept = sum(r.kept for r in reports.values())

@@ -2,11 +2,13 @@
 
 A split folder is what coco.py writes:
 
-    SPLIT/images/<stem>.jpg    photos (any size; resized to the model's if they differ)
+    SPLIT/images/<stem>.jpg    photos (any size; squashed to the model's if they differ)
     SPLIT/masks/<stem>.png     person masks, 0/255 (or 0/1), the same stem as the photo
 
-``make_dataset`` is the one preprocessing path of train.py and results.py: images scaled
-to [0, 1] float32, masks to {0, 1} float32, (batch, size, size, 3) and (batch, size, size, 1).
+Every pair is read with ``images.load_photo`` and ``images.load_mask``, the preprocessing
+that inference uses too, so a photo gives the model the same input in training,
+evaluation and cutouts. Batches hold images scaled to [0, 1] float32 and masks in {0, 1}
+float32: (batch, size, size, 3) and (batch, size, size, 1).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from images import IMAGE_EXTENSIONS
+import images
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
-HOW_TO_BUILD = "build it with `python coco.py --coco-dir COCO --out data` or try `python train.py --demo`"
+HOW_TO_BUILD = (
+    "build it with `python coco.py --coco-dir COCO --out data` or `python coco.py --sample --out data-sample`"
+)
 
 
 class DataError(ValueError):
@@ -28,11 +32,9 @@ class DataError(ValueError):
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
-    """Image files of a folder by stem, hidden (temporary) files ignored."""
+    """The image files of a folder by stem (``images.list_images``); a repeated stem is an error."""
     files = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-            continue
+    for path in images.list_images(folder):
         if path.stem in files:
             raise DataError(f"{folder}: two files with the stem {path.stem!r}: {files[path.stem].name} and {path.name}")
         files[path.stem] = path
@@ -72,47 +74,28 @@ def find_pairs(split_dir: str | Path) -> tuple[list[str], list[str]]:
     return [str(photos[s]) for s in stems], [str(masks[s]) for s in stems]
 
 
-def decode_image(data: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded photo -> (size, size, 3) uint8, resized (bilinear, antialiased) if needed."""
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    if image_size:
-        size = tf.constant([image_size, image_size])
-        image = tf.cond(
-            tf.reduce_all(tf.shape(image)[:2] == size),
-            lambda: image,
-            lambda: tf.cast(tf.round(tf.image.resize(image, size, antialias=True)), tf.uint8),
+def load_pair(image_path: str, mask_path: str, image_size: int):
+    """One pair as the model sees it: (size, size, 3) uint8 photo, (size, size, 1) uint8 0/1 mask.
+
+    Raises:
+        images.ImageReadError: a file that does not decode, or a photo and mask of different
+            sizes (with ``image_size`` 0, which keeps the stored size).
+    """
+    photo = images.load_photo(image_path, image_size)
+    mask = images.load_mask(mask_path, image_size)
+    if photo.shape[:2] != mask.shape[:2]:
+        raise images.ImageReadError(
+            f"{mask_path}: {mask.shape[1]}x{mask.shape[0]}, but its photo is {photo.shape[1]}x{photo.shape[0]}"
         )
-    return image
-
-
-def decode_mask(data: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded mask -> (size, size, 1) uint8 in {0, 1}; nearest resize keeps it binary."""
-    mask = tf.io.decode_image(data, channels=1, expand_animations=False)
-    mask.set_shape([None, None, 1])
-    if image_size:
-        mask = tf.image.resize(mask, [image_size, image_size], method="nearest")
-    # 0/255 masks (ours) and 0/1 masks (the original's) both work.
-    threshold = tf.where(tf.reduce_max(mask) > 1, tf.constant(127, mask.dtype), tf.constant(0, mask.dtype))
-    return tf.cast(mask > threshold, tf.uint8)
-
-
-def _why_unreadable(image_path: str, mask_path: str) -> str:
-    """Names the file of a pair that does not decode, with TensorFlow's reason."""
-    for path in (image_path, mask_path):
-        try:
-            tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-        except (tf.errors.OpError, ValueError) as e:
-            return f"{path} ({e.message.splitlines()[0] if hasattr(e, 'message') else e})"
-    return f"{image_path} / {mask_path} (unreadable)"
+    return photo, mask[..., None]
 
 
 def load_split(split_dir: str | Path, image_size: int = 128, with_index: bool = False) -> tf.data.Dataset:
-    """Decodes a split once into an in-memory cache of uint8 (image, mask) pairs.
+    """Reads a split once into an in-memory cache of uint8 (image, mask) pairs.
 
-    Every pair is decoded in parallel on the first pass, which also finds the files that
-    do not decode: they are logged by name and left out, so a corrupt file never stops an
-    epoch. Later passes read the cache (uint8: 64 KB a pair at 128x128).
+    Pairs are read in parallel (``load_pair``) on the first pass, which also finds the
+    files that do not decode: they are logged by name and left out, so a corrupt file never
+    stops an epoch. Later passes read the cache (uint8: 64 KB a pair at 128x128).
 
     Returns:
         A finite dataset of ((size, size, 3) uint8, (size, size, 1) uint8 in {0, 1}) with
@@ -120,20 +103,30 @@ def load_split(split_dir: str | Path, image_size: int = 128, with_index: bool = 
         ``find_pairs(split_dir)``.
     """
     image_paths, mask_paths = find_pairs(split_dir)
+    failures = {}
 
-    def decode(index, image_path, mask_path):
-        image = decode_image(tf.io.read_file(image_path), image_size)
-        mask = decode_mask(tf.io.read_file(mask_path), image_size)
-        return index, image, mask
+    def load(index):
+        try:
+            return load_pair(image_paths[index], mask_paths[index], image_size)
+        except images.ImageReadError as e:
+            failures[int(index)] = str(e)
+            raise
 
-    indexed = tf.data.Dataset.from_tensor_slices((tf.range(len(image_paths)), image_paths, mask_paths))
+    def decode(index):
+        photo, mask = tf.numpy_function(load, [index], [tf.uint8, tf.uint8], stateful=False)
+        photo.set_shape([image_size or None, image_size or None, 3])
+        mask.set_shape([image_size or None, image_size or None, 1])
+        return index, photo, mask
+
+    indexed = tf.data.Dataset.range(len(image_paths))
     decoded = indexed.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors().cache()
     good = {int(i) for i in decoded.map(lambda i, image, mask: i)}  # fills the cache
-    bad = [_why_unreadable(image_paths[i], mask_paths[i]) for i in range(len(image_paths)) if i not in good]
-    if bad:
-        log.warning("%s: skipped %d unreadable pair(s): %s", split_dir, len(bad), _listing(bad))
+    if failures:
+        log.warning(
+            "%s: skipped %d unreadable pair(s): %s", split_dir, len(failures), _listing(list(failures.values()))
+        )
     if not good:
-        raise DataError(f"{split_dir}: none of the {len(image_paths)} pairs could be decoded")
+        raise DataError(f"{split_dir}: none of the {len(image_paths)} pairs could be read")
     pairs = decoded.map(lambda i, image, mask: (image, mask, i) if with_index else (image, mask))
     return pairs.apply(tf.data.experimental.assert_cardinality(len(good)))
 

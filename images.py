@@ -1,8 +1,17 @@
-"""Reading, squashing and writing photos with OpenCV: the one place that does it.
+"""Reading, preprocessing and writing photos and masks with OpenCV: the one place that does it.
 
-Used by coco.py (to build the dataset folders) and results.py (to cut people out of any
-photo), so that a photo is resized the same way for training and for inference. Arrays are
-uint8 RGB, (height, width, 3); masks are uint8 0/1, (height, width).
+``load_photo`` and ``load_mask`` are the preprocessing of the whole project: coco.py and
+ccp.py squash with them when they write the dataset folders, the tf.data pipeline
+(data.py) reads training and evaluation pairs with them, and inference (cutouts, videos,
+export parity) squashes photos with them, so a file gives the model the same input
+whichever path reads it. Arrays are uint8 RGB, (height, width, 3); masks are uint8 0/1,
+(height, width).
+
+The EXIF rule: a photo is what a viewer shows, so its EXIF orientation is applied
+(phones store portraits sideways and say so in EXIF), for photos and masks alike, in
+training, evaluation and inference. The one exception is a source photo whose annotations
+index the stored pixels (COCO's polygons, Clothing Co-Parsing's label maps): coco.py and
+ccp.py read those with ``apply_exif=False``; the folders they write carry no EXIF.
 """
 
 from __future__ import annotations
@@ -17,8 +26,43 @@ import numpy as np
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+# The U-net pools five times, so the sizes it takes (and the dataset folders are written at)
+# are multiples of 2**5.
+SIZE_MULTIPLE = 32
+
+
+def check_size(size: int, what: str = "--size", allow_zero: bool = False) -> None:
+    """Raises ValueError unless ``size`` is a positive multiple of 32 (or 0, when allowed: 'as stored')."""
+    if (size == 0 and allow_zero) or (size > 0 and size % SIZE_MULTIPLE == 0):
+        return
+    zero = "0 or " if allow_zero else ""
+    raise ValueError(
+        f"{what} must be {zero}a positive multiple of {SIZE_MULTIPLE} (the U-net pools five times). Received: {size}"
+    )
+
+
 class ImageReadError(ValueError):
     """A file that is missing, empty, not an image, or corrupt; the message names it."""
+
+
+def _decode(path: str | Path, flags: int, apply_exif: bool) -> np.ndarray:
+    """cv2.imdecode of a file, with ImageReadError naming the file on any failure."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, np.uint8)  # np.fromfile: also non-ASCII names on Windows
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot read ({e.strerror or e})") from None
+    if data.size == 0:
+        raise ImageReadError(f"{path}: empty file")
+    if not apply_exif:
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as e:  # e.g. larger than OpenCV's pixel limit
+        raise ImageReadError(f"{path}: cannot decode ({str(e).strip().splitlines()[-1]})") from None
+    if image is None:
+        raise ImageReadError(f"{path}: not an image in a supported format, or corrupt/truncated")
+    return image
 
 
 def read_rgb(path: str | Path, apply_exif: bool = True) -> np.ndarray:
@@ -28,8 +72,7 @@ def read_rgb(path: str | Path, apply_exif: bool = True) -> np.ndarray:
 
     Args:
         path: the photo.
-        apply_exif: rotate as the EXIF orientation says (phones store portraits sideways).
-            False for COCO, whose annotations index the stored pixels.
+        apply_exif: rotate as the EXIF orientation says (see the module docstring).
 
     Returns:
         (height, width, 3) uint8 RGB array.
@@ -37,21 +80,17 @@ def read_rgb(path: str | Path, apply_exif: bool = True) -> np.ndarray:
     Raises:
         ImageReadError: with the file's name and the reason.
     """
-    path = Path(path)
-    try:
-        data = np.fromfile(path, np.uint8)  # np.fromfile: also non-ASCII names on Windows
-    except OSError as e:
-        raise ImageReadError(f"{path}: cannot read ({e.strerror or e})") from None
-    if data.size == 0:
-        raise ImageReadError(f"{path}: empty file")
-    flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    try:
-        image = cv2.imdecode(data, flags)
-    except cv2.error as e:  # e.g. larger than OpenCV's pixel limit
-        raise ImageReadError(f"{path}: cannot decode ({str(e).strip().splitlines()[-1]})") from None
-    if image is None:
-        raise ImageReadError(f"{path}: not an image in a supported format, or corrupt/truncated")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR, apply_exif), cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: str | Path, apply_exif: bool = True) -> np.ndarray:
+    """Reads a person mask as uint8 0/1: 0/255 masks (ours) and 0/1 masks (the original's) alike.
+
+    Raises:
+        ImageReadError: with the file's name and the reason.
+    """
+    gray = _decode(path, cv2.IMREAD_GRAYSCALE, apply_exif)
+    return (gray > (127 if gray.max() > 1 else 0)).astype(np.uint8)
 
 
 def squash(image: np.ndarray, size: int) -> np.ndarray:
@@ -73,6 +112,41 @@ def squash_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """
     coverage = squash(mask.astype(np.float32), size)
     return (coverage >= 0.5).astype(np.uint8)
+
+
+def load_photo(path: str | Path, size: int, apply_exif: bool = True) -> np.ndarray:
+    """The model's input from a photo file: ``squash(read_rgb(path), size)`` (size 0: as stored)."""
+    photo = read_rgb(path, apply_exif)
+    return squash(photo, size) if size else photo
+
+
+def load_mask(path: str | Path, size: int, apply_exif: bool = True) -> np.ndarray:
+    """The target from a mask file: ``squash_mask(read_mask(path), size)`` (size 0: as stored)."""
+    mask = read_mask(path, apply_exif)
+    return squash_mask(mask, size) if size else mask
+
+
+def thumbnail(image: np.ndarray, size: int = 256) -> np.ndarray:
+    """Shrinks so the longest side is at most ``size``, keeping the aspect ratio."""
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    if scale >= 1:
+        return image
+    return cv2.resize(
+        image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+    )
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """The image files of a folder (``IMAGE_EXTENSIONS``) in sorted order, hidden files skipped.
+
+    Hidden files include the temporary names of ``write_atomic``.
+    """
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def encode(image: np.ndarray, ext: str, quality: int = 95) -> bytes:

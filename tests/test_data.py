@@ -225,3 +225,61 @@ def test_split_stats_and_report(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "3 pairs, sizes 64x64 (3), mean person coverage 25.0%" in captured.out
     assert "missing not found" in captured.err
+
+
+def test_every_path_gives_the_model_the_same_input(tmp_path):
+    """Training, evaluation, figures and cutouts read a file into the same model input.
+
+    Full-size photos of odd sizes (shrunk and enlarged), one stored sideways with EXIF
+    orientation 6: every path shows the model the photo as a viewer shows it.
+    """
+    from PIL import Image
+
+    import inference
+
+    split = tmp_path / "test"
+    (split / "images").mkdir(parents=True)
+    (split / "masks").mkdir()
+    rng = np.random.default_rng(3)
+    shown = {}
+    for stem, (h, w), orientation in (("wide", (187, 301), None), ("small", (61, 97), None), ("phone", (233, 157), 6)):
+        ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)
+        photo = np.clip(ramp + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 4 :, : w // 2] = 255
+        image = Image.fromarray(photo)
+        exif = image.getexif()
+        if orientation:
+            exif[0x0112] = orientation
+        image.save(split / "images" / f"{stem}.png", exif=exif)
+        Image.fromarray(mask).save(split / "masks" / f"{stem}.png", exif=exif)
+        # EXIF 6: the stored pixels are rotated 90 degrees clockwise for display.
+        shown[stem] = (np.rot90(photo, -1), np.rot90(mask, -1)) if orientation else (photo, mask)
+    names = sorted(shown)
+
+    pipeline = list(data.load_split(split, image_size=128))
+    seen = []
+
+    class Recorder:
+        image_size = 128
+
+        def __call__(self, batch):
+            seen.extend(batch)
+            return np.zeros(batch.shape[:3], np.float32)
+
+    photos = [split / "images" / f"{n}.png" for n in names]
+    inference.cut_out_photos(Recorder(), photos, [tmp_path / f"{n}.png" for n in names], lambda p, a: p, progress=False)
+    plotted = [
+        data.load_pair(  # what figures.plot_split draws
+            str(p), str(split / "masks" / p.name), 128
+        )
+        for p in photos
+    ]
+    for name, (x, y), cutout_input, (fig_x, fig_y) in zip(names, pipeline, seen, plotted, strict=True):
+        expected_x = images.squash(shown[name][0], 128)
+        expected_y = images.squash_mask((shown[name][1] > 0).astype(np.uint8), 128)
+        for got in (x.numpy(), cutout_input, fig_x):
+            assert got.shape == (128, 128, 3)
+            assert np.abs(got.astype(int) - expected_x).max() <= 1, name
+        for got in (y.numpy()[..., 0], fig_y[..., 0]):
+            np.testing.assert_array_equal(got, expected_y, err_msg=name)
