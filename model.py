@@ -1,8 +1,9 @@
 """The original 5-level U-net (22,846,593 parameters at 128x128) and its training setup.
 
-    build_unet(input_shape)  -> uncompiled keras.Model
-    compile_unet(model, ...) -> compiled the original way: Adam with exponential decay,
-                                binary cross-entropy, metrics accuracy, seed_iou and iou.
+    build_unet(input_shape, width=1.0) -> uncompiled keras.Model
+    compile_unet(model, ...)           -> compiled the original way: Adam with exponential
+                                          decay, binary cross-entropy, metrics accuracy,
+                                          seed_iou and iou (metrics.py).
 
 ``python model.py`` prints the layer-by-layer summary, as the original did.
 """
@@ -14,12 +15,13 @@ import argparse
 import keras
 from keras import layers, ops
 
+from images import SIZE_MULTIPLE  # five 2x poolings: sizes must divide by 32
+from metrics import PACKAGE, make_metrics
 from model_parts import DownSample, UpSample
 
 ENCODER_FILTERS = (64, 128, 256, 512, 512)  # the last DownSample is the bottleneck
 DECODER_FILTERS = (512, 256, 128, 64)  # each UpSample takes the skip of the same size
 BOTTLENECK_DROPOUT = 0.4  # bottleneck and last decoder block; every other dropout is 0
-SIZE_MULTIPLE = 2 ** len(ENCODER_FILTERS)  # five 2x poolings: sizes must divide by 32
 
 # The original optimizer: Adam with ExponentialDecay(0.002, 300, 0.98, staircase=True).
 LEARNING_RATE = 0.002
@@ -37,13 +39,22 @@ def check_image_size(height, width, what: str = "input_shape") -> None:
             )
 
 
-def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet") -> keras.Model:
+def scaled_filters(filters: int, width: float) -> int:
+    """A block's filter count at ``width`` (1.0: the original's), at least 1."""
+    return max(1, round(filters * width))
+
+
+def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet", width: float = 1.0) -> keras.Model:
     """Builds the original U-net, uncompiled.
 
     Args:
         input_shape: (height, width, channels). Height and width may be None (any
             multiple of 32 at call time) or fixed multiples of 32.
         name: model name.
+        width: multiplies every block's filter count. 1.0 is the original, exactly
+            (22,846,593 parameters); 0.5 and 0.25 have about 1/4 and 1/16 of its
+            parameters and compute, for laptops and tests. Layer names do not change,
+            and a saved model keeps its width (the filters are in its config).
 
     Returns:
         A functional ``keras.Model`` mapping (batch, H, W, C) images in [0, 1] to
@@ -52,22 +63,26 @@ def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet") -> kera
     if len(input_shape) != 3 or not input_shape[2]:
         raise ValueError(f"input_shape must be (height, width, channels). Received: input_shape={input_shape}")
     check_image_size(*input_shape[:2])
+    if not 0 < width <= 4:
+        raise ValueError(f"U-net width must be in (0, 4]. Received: width={width!r}")
+    encoder = [scaled_filters(f, width) for f in ENCODER_FILTERS]
+    decoder = [scaled_filters(f, width) for f in DECODER_FILTERS]
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     skips = []
-    for i, filters in enumerate(ENCODER_FILTERS, start=1):
-        bottleneck = i == len(ENCODER_FILTERS)
+    for i, filters in enumerate(encoder, start=1):
+        bottleneck = i == len(encoder)
         dropout = BOTTLENECK_DROPOUT if bottleneck else 0.0
         x = DownSample(filters, dropout=dropout, l2=bottleneck, name=f"down{i}")(x)
         skips.append(x)
     skips.pop()  # the bottleneck's output is not a skip
 
-    for i, filters in enumerate(DECODER_FILTERS, start=1):
+    for i, filters in enumerate(decoder, start=1):
         x = UpSample(filters, name=f"up{i}")(x, skips.pop())
     # The original's last block returns to the input resolution with no skip (the first
     # operation was a max-pool, so there is no full-resolution feature map to join).
-    x = UpSample(DECODER_FILTERS[-1], dropout=BOTTLENECK_DROPOUT, l2=True, name=f"up{len(DECODER_FILTERS) + 1}")(x)
+    x = UpSample(decoder[-1], dropout=BOTTLENECK_DROPOUT, l2=True, name=f"up{len(decoder) + 1}")(x)
 
     x = layers.Conv2D(1, 1, name="head_conv")(x)
     # float32 so that the loss and metrics stay exact under a mixed-precision policy.
@@ -75,35 +90,7 @@ def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet") -> kera
     return keras.Model(inputs, outputs, name=name)
 
 
-@keras.saving.register_keras_serializable(package="background_remover")
-def seed_iou(y_true, y_pred):
-    """The original project's IoU, exactly: soft intersection over hard union, per batch.
-
-    intersection = sum(y_true * y_pred) with raw probabilities;
-    union = count(y_true + (y_pred >= 0.5) >= 1) + 1e-6.
-    Keras averages the per-batch ratios. This is not the standard IoU (see ``iou``); it
-    is kept so that our figures compare with the original's published ~65%.
-    """
-    y_true = ops.cast(y_true, "float32")
-    y_pred = ops.cast(y_pred, "float32")
-    intersection = ops.sum(y_true * y_pred)
-    hard = ops.cast(y_pred >= 0.5, "float32")
-    union = ops.sum(ops.cast(y_true + hard >= 1.0, "float32")) + 1e-6
-    return intersection / union
-
-
-def make_metrics() -> list:
-    """accuracy (binary, at 0.5), seed_iou (the original's) and iou (standard, pooled)."""
-    return [
-        keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.5),
-        seed_iou,
-        # Accumulates a confusion matrix over every pixel of the whole evaluation, then
-        # reports TP / (TP + FP + FN) of the person class.
-        keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.5, name="iou"),
-    ]
-
-
-@keras.saving.register_keras_serializable(package="background_remover")
+@keras.saving.register_keras_serializable(package=PACKAGE)
 def bce_dice(y_true, y_pred):
     """Binary cross-entropy plus the soft Dice loss, per image (train.py --loss bce_dice).
 
@@ -167,8 +154,8 @@ def compile_unet(
 
     Adam with ``make_schedule(...)`` (the original's exponential decay unless
     ``schedule='cosine'``), binary cross-entropy (or 'bce_dice'), metrics ``accuracy``,
-    ``seed_iou`` and ``iou``. XLA is off by default: on CPU it made the original's
-    training step about 2x slower.
+    ``seed_iou`` and ``iou``. XLA is off by default: it made training slower on the CPUs
+    measured (README, "Training speed").
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {tuple(LOSSES)}")
@@ -180,6 +167,9 @@ def compile_unet(
         metrics=make_metrics(),
         jit_compile=jit_compile,
     )
+    # Creates Adam's slot variables now: created inside the first traced training step
+    # instead, they take about ten times longer (seconds, for a hundred weights).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

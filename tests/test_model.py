@@ -43,6 +43,46 @@ def test_parameter_counts_equal_the_original(model128):
     assert count(model128.non_trainable_weights) == 9_984
 
 
+def params_by_hand(width: float) -> int:
+    """The U-net's parameter count from the layer formulas, without Keras.
+
+    Conv2D k x k: k*k*c_in*c_out weights + c_out biases; Conv2DTranspose the same;
+    BatchNormalization: 4 per channel (gamma, beta, moving mean, moving variance).
+    """
+    f = [max(1, round(n * width)) for n in (64, 128, 256, 512, 512)]
+    d = [max(1, round(n * width)) for n in (512, 256, 128, 64)]
+
+    def double_conv(c_in, c):
+        return (9 * c_in * c + c) + 4 * c + (9 * c * c + c) + 4 * c
+
+    total, c_in = 0, 3
+    for c in f:  # DownSample: pool, DoubleConv
+        total, c_in = total + double_conv(c_in, c), c
+    for c, skip in zip(d, reversed(f[:-1]), strict=True):  # UpSample: deconv, concat skip, DoubleConv
+        total, c_in = total + (9 * c_in * c + c) + double_conv(c + skip, c), c
+    total += (9 * c_in * d[-1] + d[-1]) + double_conv(d[-1], d[-1])  # the last UpSample, no skip
+    return total + d[-1] + 1  # head: 1x1 conv to one channel
+
+
+@pytest.mark.parametrize(
+    "width, expected",
+    [(1.0, 22_846_593), (0.5, 5_718_593), (0.25, 1_433_121)],
+)
+def test_width_scales_the_parameters(width, expected):
+    assert params_by_hand(width) == expected  # the hand formula, checked at 1.0 against the original
+    model = unet.build_unet((64, 64, 3), width=width)
+    assert model.count_params() == expected
+    # About 1/4 and 1/16 of the original's parameters, with the same layer names.
+    assert expected / 22_846_593 == pytest.approx(width**2, rel=0.01)
+    full = [layer.name for layer in unet.build_unet((64, 64, 3)).layers]
+    assert [layer.name for layer in model.layers] == full
+
+
+def test_bad_width_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"width must be in \(0, 4\]\. Received: width=0"):
+        unet.build_unet((64, 64, 3), width=0)
+
+
 def test_layer_sequence_equals_the_original_summary(model128):
     expected = seed_layers()
     assert len(expected) == 97  # every layer row of the seed summary
@@ -72,8 +112,8 @@ def test_bottleneck_and_last_block_carry_dropout_and_l2(model128):
 
 @pytest.mark.parametrize("height, width", [(128, 128), (96, 160), (256, 192)])
 def test_output_has_the_input_size(height, width):
-    dynamic = unet.build_unet()
-    fixed = unet.build_unet((height, width, 3))
+    dynamic = unet.build_unet(width=0.25)
+    fixed = unet.build_unet((height, width, 3), width=0.25)
     x = np.random.default_rng(0).random((2, height, width, 3), dtype=np.float32)
     for m in (dynamic, fixed):
         y = m(x, training=False)
@@ -93,62 +133,6 @@ def test_bad_input_shape_is_a_clear_error():
         unet.build_unet((128, 128))
 
 
-# Two hand-worked 3x3 batches (one image each). Batch 1: the thresholded prediction
-# has TP=2, FP=2, FN=1 -> IoU 2/5; the seed formula gives soft intersection
-# 0.9+0.4+0.8 = 2.1 over a hard union of 5 -> 0.42. Batch 2: the prediction is right
-# everywhere but only 0.7 confident -> IoU 6/6 = 1, seed 4.2/6 = 0.7.
-TRUE = np.array(
-    [
-        [[1, 1, 0], [0, 1, 0], [0, 0, 0]],
-        [[1, 1, 1], [1, 1, 1], [0, 0, 0]],
-    ],
-    np.float32,
-)[..., None]
-PRED = np.array(
-    [
-        [[0.9, 0.4, 0.6], [0.2, 0.8, 0.1], [0.0, 0.0, 0.7]],
-        [[0.7, 0.7, 0.7], [0.7, 0.7, 0.7], [0.2, 0.2, 0.2]],
-    ],
-    np.float32,
-)[..., None]
-
-
-def evaluate_metrics(y_true, y_pred, batch_size):
-    """Runs the compiled metrics through Keras' own evaluate loop on an identity model."""
-    identity = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
-    identity.compile(loss="binary_crossentropy", metrics=unet.make_metrics())
-    return identity.evaluate(y_pred, y_true, batch_size=batch_size, verbose=0, return_dict=True)
-
-
-def test_metrics_on_one_hand_worked_batch():
-    logs = evaluate_metrics(TRUE[:1], PRED[:1], batch_size=1)
-    assert logs["iou"] == pytest.approx(2 / 5)
-    assert logs["seed_iou"] == pytest.approx(2.1 / 5)  # differs from iou: soft intersection
-    assert logs["accuracy"] == pytest.approx(6 / 9)
-
-
-def test_metrics_accumulate_over_batches():
-    logs = evaluate_metrics(TRUE, PRED, batch_size=1)
-    # iou pools every pixel: (2 + 6) / (5 + 6), not the mean of 0.4 and 1.0.
-    assert logs["iou"] == pytest.approx(8 / 11)
-    # seed_iou is, as in the original, the mean of the per-batch ratios.
-    assert logs["seed_iou"] == pytest.approx((0.42 + 0.7) / 2)
-    assert logs["accuracy"] == pytest.approx(15 / 18)
-    # One batch of two: the seed ratio is taken over the batch, iou is unchanged.
-    logs = evaluate_metrics(TRUE, PRED, batch_size=2)
-    assert logs["iou"] == pytest.approx(8 / 11)
-    assert logs["seed_iou"] == pytest.approx((2.1 + 4.2) / 11)
-
-
-def test_seed_iou_matches_the_formula_on_random_arrays():
-    rng = np.random.default_rng(1)
-    y_true = (rng.random((4, 8, 8, 1)) > 0.5).astype(np.float32)
-    y_pred = rng.random((4, 8, 8, 1)).astype(np.float32)
-    union = np.sum((y_true + (y_pred >= 0.5)) >= 1) + 1e-6
-    expected = np.sum(y_true * y_pred) / union
-    assert float(unet.seed_iou(y_true, y_pred)) == pytest.approx(expected, rel=1e-6)
-
-
 def synthetic_pairs(n=8, size=64, seed=0):
     """Noisy images with one bright ellipse each; the mask is the ellipse."""
     rng = np.random.default_rng(seed)
@@ -166,7 +150,7 @@ def synthetic_pairs(n=8, size=64, seed=0):
 
 def test_tiny_overfit_run_learns():
     images, masks = synthetic_pairs()
-    model = unet.compile_unet(unet.build_unet((64, 64, 3)))
+    model = unet.compile_unet(unet.build_unet((64, 64, 3), width=0.25))
     history = model.fit(images, masks, batch_size=4, epochs=15, verbose=0, shuffle=True)
     # Training-mode figures: after a few dozen steps BatchNorm's moving statistics
     # (momentum 0.99) have not caught up yet, so inference-mode numbers lag behind.
@@ -177,7 +161,7 @@ def test_tiny_overfit_run_learns():
 
 def test_save_and_reload_gives_identical_predictions(tmp_path):
     images, masks = synthetic_pairs(n=4)
-    model = unet.compile_unet(unet.build_unet((64, 64, 3)))
+    model = unet.compile_unet(unet.build_unet((64, 64, 3), width=0.25))
     model.fit(images, masks, batch_size=4, epochs=1, verbose=0)
     path = tmp_path / "m.keras"
     model.save(path)
@@ -254,13 +238,15 @@ def test_default_schedule_is_the_original():
 
 def test_unknown_loss_or_schedule_is_an_error():
     with pytest.raises(ValueError, match="unknown loss 'dice'"):
-        unet.compile_unet(unet.build_unet((64, 64, 3)), loss="dice")
+        unet.compile_unet(unet.build_unet((64, 64, 3), width=0.25), loss="dice")
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
         unet.make_schedule("step")
 
 
 def test_model_trained_with_bce_dice_reloads(tmp_path):
-    model = unet.compile_unet(unet.build_unet((None, None, 3)), loss="bce_dice", schedule="cosine", total_steps=20)
+    model = unet.compile_unet(
+        unet.build_unet((None, None, 3), width=0.25), loss="bce_dice", schedule="cosine", total_steps=20
+    )
     x = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
     model.fit(x, (x[..., :1] > 0.5).astype(np.float32), epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
@@ -270,7 +256,7 @@ def test_model_trained_with_bce_dice_reloads(tmp_path):
 
 
 def test_recalibrate_batchnorm_matches_training_mode_without_dropout():
-    model = unet.build_unet((64, 64, 3))
+    model = unet.build_unet((64, 64, 3), width=0.25)
     x = np.random.default_rng(1).random((4, 64, 64, 3)).astype(np.float32)
     before = keras.ops.convert_to_numpy(model(x, training=False))
     assert unet.recalibrate_batchnorm(model, [x]) == 1
@@ -292,7 +278,7 @@ def test_recalibrate_batchnorm_matches_training_mode_without_dropout():
 
 
 def test_recalibrate_batchnorm_averages_batches():
-    model = unet.build_unet((64, 64, 3))
+    model = unet.build_unet((64, 64, 3), width=0.25)
     rng = np.random.default_rng(2)
     a, b = (rng.random((2, 64, 64, 3)).astype(np.float32) * s for s in (1.0, 3.0))
     unet.recalibrate_batchnorm(model, [(a, None), (b, None)])
@@ -305,3 +291,38 @@ def test_recalibrate_batchnorm_averages_batches():
     unet.recalibrate_batchnorm(model, [b])
     mean_b = keras.ops.convert_to_numpy(first.moving_mean)
     np.testing.assert_allclose(mean, (mean_a + mean_b) / 2, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- the fused BatchNorm kernel
+
+
+@pytest.mark.parametrize("policy, atol", [("float32", 1e-4), ("mixed_bfloat16", 0.05)])
+def test_fused_batchnorm_computes_what_keras_batchnorm_computes(policy, atol):
+    """Same outputs in training and inference mode, same moving statistics after a step."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x = np.random.default_rng(3).normal(1.0, 2.0, (4, 64, 64, 3)).astype(np.float32)
+        reference = unet.build_unet((64, 64, 3), width=0.25)
+        fused = unet.build_unet((64, 64, 3), width=0.25)
+        fused.set_weights(reference.get_weights())
+        assert unet.use_fused_batchnorm(fused) == 20  # two in each of the ten DoubleConvs
+        for training in (True, False):
+            # Dropout off, so that training mode is deterministic and only BatchNorm differs.
+            for m in (reference, fused):
+                for layer in m.layers:
+                    if isinstance(layer, keras.layers.Dropout):
+                        layer.rate = 0.0
+            a = keras.ops.convert_to_numpy(reference(x, training=training))
+            b = keras.ops.convert_to_numpy(fused(x, training=training))
+            np.testing.assert_allclose(b, a, atol=atol)
+        norms = [(r, f) for r, f in zip(reference.layers, fused.layers, strict=True) if "_bn" in r.name]
+        for r, f in norms:  # both updated their moving statistics the same way in training mode
+            for name in ("moving_mean", "moving_variance"):
+                np.testing.assert_allclose(
+                    keras.ops.convert_to_numpy(getattr(f, name)),
+                    keras.ops.convert_to_numpy(getattr(r, name)),
+                    rtol=1e-3 if policy == "float32" else 0.05,
+                    atol=1e-4 if policy == "float32" else 0.05,
+                )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
