@@ -1,4 +1,4 @@
-# make demo: set up .venv and run the demo on the built-in sample (train.py --demo).
+# make demo: set up .venv, write the built-in sample (coco.py --sample) and run the demo on it (train.py --demo).
 # make test: set up .venv with the test tools, lint, and run the tests.
 # Each target creates .venv and installs the pinned requirements the first time.
 
@@ -19,13 +19,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# coco.py skips what an earlier run wrote, so a rerun of the demo rebuilds nothing.
 demo: $(VENV)/.installed
+	$(BIN)/python coco.py --sample --out data-sample
 	$(BIN)/python train.py --demo
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 summary: $(VENV)/.installed
 	$(BIN)/python model.py

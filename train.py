@@ -1,17 +1,23 @@
-"""Trains the U-net with the original recipe, on tf.data.
+"""Trains the U-net: the original recipe by default, on tf.data.
 
     python train.py                       # the original recipe on data/{train,val}
-    python train.py --demo                # the built-in sample: build, train briefly, evaluate, plot
+    python train.py --demo                # a few minutes on the built-in sample (python coco.py --sample first)
     python train.py --resume runs/NAME    # continue a stopped run where it stopped
 
-A run writes runs/NAME/: config.json, last.keras (every epoch), best.keras (best val_iou),
-history.csv, curves.png, state.json and, when DATA/test exists, test_metrics.json.
+From Python: ``train(TrainConfig(data_dir="data", width=0.25))`` and ``resume("runs/NAME")``.
+
+A run writes runs/NAME/: config.json (options, precision, versions), state.json,
+last.keras (every epoch), best.keras (best val_iou), history.csv, curves.png and, when
+DATA/test exists, test_metrics.json and test_predictions.png from best.keras.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import dataclasses
+import io
 import json
 import math
 import os
@@ -19,204 +25,358 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# Defaults: the original recipe (see README, "How the original maps to this repository").
-DEFAULTS = dict(
-    data_dir="data",  # coco.py's output: data/{train,val,test}
-    image_size=128,  # the original trained on 128x128
-    batch_size=32,
-    epochs=50,
-    steps_per_epoch=300,  # the training set repeats; an epoch is a number of steps
-    validation_steps=10,  # batches of val/ per validation (0: all of it)
-    seed=1,
-    learning_rate=0.002,  # Adam, ExponentialDecay(0.002, 300, 0.98, staircase=True)
-    decay_steps=300,
-    decay_rate=0.98,
-    runs_dir="runs",
-)
-# --demo: the built-in sample and a schedule of a few minutes on a laptop CPU. It uses the
-# fast options (bfloat16 and the fused BatchNorm kernel, ~1.9x the float32 speed) and a
-# cosine schedule that ends at 0, so that the last epochs settle instead of swinging.
-DEMO = dict(
+import keras
+import tensorflow as tf
+
+import cli
+import data
+import figures
+import hardware
+import images
+import inference
+import model as unet
+
+FIXED, FREE = "fixed", "may change"  # what --resume allows for an option
+
+
+def option(default, help: str, *, choices=None, resume: str = FIXED, const=None, metavar=None):
+    """A TrainConfig field: its default, its --help text, allowed values and its --resume policy."""
+    return field(
+        default=default,
+        metadata={"help": help, "choices": choices, "resume": resume, "const": const, "metavar": metavar},
+    )
+
+
+class ConfigError(ValueError):
+    """An option value that cannot work; the message names the option (--flag) and the value."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training option, in one place. The defaults are the original recipe.
+
+    argparse is generated from these fields (``make_parser``), config.json stores them
+    (``to_dict`` / ``from_dict``), and ``DEMO`` is a preset of them.
+    """
+
+    data_dir: str = option("data", "folder with train/, val/ (and test/) from coco.py")
+    image_size: int = option(128, "height and width of the model's input, a multiple of 32")
+    width: float = option(
+        1.0, "network width: multiplies every block's filters (1.0: the original; 0.5, 0.25: ~1/4, ~1/16 the compute)"
+    )
+    batch_size: int = option(32, "global batch size (split across devices)")
+    epochs: int = option(50, "number of epochs (may be raised on --resume)", resume=FREE)
+    steps_per_epoch: int = option(300, "training steps per epoch (the training set repeats)")
+    validation_steps: int = option(10, "val/ batches per validation; 0: all of it")
+    seed: int = option(1, "random seed (weights, shuffling, dropout, augmentation)")
+    learning_rate: float = option(unet.LEARNING_RATE, "Adam's initial learning rate")
+    decay_steps: int = option(unet.DECAY_STEPS, "exponential schedule: the rate x decay-rate every this many steps")
+    decay_rate: float = option(unet.DECAY_RATE, "exponential schedule: decay factor (staircase)")
+    schedule: str = option(
+        "exponential", "the original's exponential decay, or a cosine to 0 at the last step", choices=unet.SCHEDULES
+    )
+    warmup_steps: int = option(0, "with --schedule cosine: steps of linear warm-up from 0")
+    loss: str = option("bce", "binary cross-entropy, or BCE + soft Dice", choices=tuple(unet.LOSSES))
+    augment: bool = option(False, "random upper-body/zoom crops, aspect jitter, flips, colour jitter (data.augment)")
+    precise_bn: int = option(
+        0,
+        "before each validation, re-estimate BatchNorm statistics on this many training batches (dropout off); "
+        "0: the original's moving averages",
+        resume=FREE,
+        metavar="BATCHES",
+    )
+    mixed_precision: str = option(
+        "off",
+        "16-bit compute where the hardware has it: float16 on a GPU, bfloat16 on a CPU with native bfloat16 "
+        "(else float32, with a note); 'force': bfloat16 even where it is emulated (slow)",
+        choices=hardware.PRECISION_MODES,
+        const="auto",
+        resume=FREE,
+    )
+    fused_batchnorm: bool = option(
+        False, "BatchNormalization through TensorFlow's fused kernel: the same math, faster", resume=FREE
+    )
+    jit_compile: bool = option(False, "compile the training step with XLA (slower on the CPUs measured)")
+    distribute: str = option(
+        "none",
+        "mirrored: all local GPUs (or CPUs); multiworker: the cluster in TF_CONFIG",
+        choices=("none", "mirrored", "multiworker"),
+    )
+    runs_dir: str = option("runs", "where run folders are created")
+    name: str | None = option(None, "run folder name (default: the start time)")
+    tensorboard: bool = option(False, "also write TensorBoard logs to RUN_DIR/tensorboard", resume=FREE)
+    verbose: int = option(1, "Keras progress: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2), resume=FREE)
+
+    def __post_init__(self):
+        check_config(self)
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some options changed (checked like any config)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The config a config.json describes; options it lacks (older runs) take their defaults."""
+        values = {k: v for k, v in values.items() if k not in RETIRED}
+        if isinstance(values.get("mixed_precision"), bool):  # before 'auto'/'force': a flag
+            values["mixed_precision"] = "auto" if values["mixed_precision"] else "off"
+        return cls().replace(**values)
+
+
+def check_config(c: TrainConfig) -> None:
+    """Raises ConfigError naming the first option whose value cannot work."""
+    for f in dataclasses.fields(c):
+        choices = f.metadata["choices"]
+        if choices is not None and getattr(c, f.name) not in choices:
+            raise ConfigError(f"{flag(f.name)} must be one of {choices}. Received: {getattr(c, f.name)!r}")
+    try:
+        images.check_size(c.image_size, "--image-size")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for name in ("batch_size", "epochs", "steps_per_epoch", "decay_steps"):
+        if getattr(c, name) < 1:
+            raise ConfigError(f"{flag(name)} must be at least 1. Received: {getattr(c, name)}")
+    if not 0 < c.width <= 4:
+        raise ConfigError(f"--width must be in (0, 4]. Received: {c.width}")
+    if c.warmup_steps < 0 or (c.schedule == "cosine" and c.warmup_steps >= c.total_steps):
+        raise ConfigError(
+            f"--warmup-steps must be 0 or more and, with --schedule cosine, fewer than the run's "
+            f"{c.total_steps} steps. Received: {c.warmup_steps}"
+        )
+    if c.precise_bn < 0:
+        raise ConfigError(f"--precise-bn must be 0 (off) or a number of batches. Received: {c.precise_bn}")
+    if c.precise_bn and c.distribute != "none":
+        raise ConfigError("--precise-bn works without --distribute only")
+    if c.validation_steps < 0:
+        raise ConfigError(f"--validation-steps must be 0 (all) or more. Received: {c.validation_steps}")
+    if not c.learning_rate > 0 or not 0 < c.decay_rate <= 1:
+        raise ConfigError(
+            f"--learning-rate must be > 0 and --decay-rate in (0, 1]. Received: {c.learning_rate}, {c.decay_rate}"
+        )
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# Options of older config.json files that are no longer options: --demo is now a preset.
+RETIRED = ("demo",)
+
+# --demo: the built-in sample, sized so that training takes a few minutes on the slow CPUs
+# (AVX2 only, no native bfloat16): a quarter-width network (1/16 of the compute), mixed
+# precision where the CPU has native bfloat16, and a cosine schedule that ends at 0 so the
+# last epochs settle instead of swinging; the BatchNorm statistics are re-estimated before
+# each validation (see README, "Why --precise-bn").
+DEMO = TrainConfig(
     data_dir="data-sample",
-    epochs=12,
+    width=0.25,
+    epochs=10,
     steps_per_epoch=25,
     batch_size=16,
     validation_steps=0,
     name="demo",
-    mixed_precision=True,
+    mixed_precision="auto",
     fused_batchnorm=True,
     schedule="cosine",
-    warmup_steps=20,
     precise_bn=8,
 )
-METRICS = ("loss", "accuracy", "seed_iou", "iou")
-HISTORY_FIELDS = ["epoch", *METRICS, *(f"val_{m}" for m in METRICS), "learning_rate", "seconds"]
-# Options a resumed run takes from its config.json (--epochs may be raised to train longer).
-FIXED_ON_RESUME = [
-    "data_dir",
-    "image_size",
-    "batch_size",
-    "steps_per_epoch",
-    "validation_steps",
-    "seed",
-    "learning_rate",
-    "decay_steps",
-    "decay_rate",
-    "schedule",
-    "warmup_steps",
-    "loss",
-    "augment",
-    "mixed_precision",
-    "jit_compile",
-    "distribute",
-    "demo",
-    "name",
-    "runs_dir",
-]
+
+
+# ---------------------------------------------------------------------------- command line
+
+TYPES = {"int": int, "float": float, "str": str, "str | None": str}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command line, generated from TrainConfig; only the options given appear in the result."""
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train the original U-net (the original recipe by default).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        kwargs = {"default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {f.default})"}
+        if f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs.update(type=TYPES[f.type], choices=meta["choices"], metavar=meta["metavar"])
+            if meta["const"] is not None:
+                kwargs.update(nargs="?", const=meta["const"])
+        if meta["resume"] == FREE:
+            kwargs["help"] += " [may change on --resume]"
+        parser.add_argument(flag(f.name), **kwargs)
+    preset = ", ".join(f"{k}={v}" for k, v in DEMO.to_dict().items() if v != getattr(TrainConfig(), k))
+    parser.add_argument("--demo", action="store_true", help=f"the demo preset ({preset}); options given explicitly win")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config.json)")
+    return parser
+
+
+def parse_args(argv=None) -> tuple[TrainConfig, str | None, dict]:
+    """(config, resume run folder or None, the options given explicitly); exits 2 on a bad value."""
+    parser = make_parser()
+    args = vars(parser.parse_args(argv))
+    demo, resume_dir = args.pop("demo", False), args.pop("resume", None)
+    if demo and resume_dir:
+        parser.error("--demo and --resume do not go together: a resumed run keeps its own options")
+    try:
+        config = (DEMO if demo else TrainConfig()).replace(**args)
+    except ConfigError as e:
+        parser.error(str(e))
+    if demo and "name" not in args:  # the preset's name: a second demo becomes demo-2
+        config = config.replace(name=free_name(Path(config.runs_dir), config.name))
+    return config, resume_dir, args
 
 
 class TrainError(Exception):
-    """An expected problem (bad option, missing data, existing run); printed as one line."""
+    """An expected problem (missing data, existing run, bad --resume); printed as one line."""
 
 
-# ---------------------------------------------------------------------------- options
+# ---------------------------------------------------------------------------- run folders
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Train the original U-net (the original recipe by default).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    d = DEFAULTS
-    parser.add_argument("--data-dir", default=d["data_dir"], help="folder with train/, val/ (and test/) from coco.py")
-    parser.add_argument("--image-size", type=int, default=d["image_size"], help="height and width, a multiple of 32")
-    parser.add_argument(
-        "--batch-size", type=int, default=d["batch_size"], help="global batch size (split across devices)"
-    )
-    parser.add_argument("--epochs", type=int, default=d["epochs"], help="number of epochs")
-    parser.add_argument("--steps-per-epoch", type=int, default=d["steps_per_epoch"], help="training steps per epoch")
-    parser.add_argument(
-        "--validation-steps", type=int, default=d["validation_steps"], help="val/ batches per validation; 0: all"
-    )
-    parser.add_argument("--seed", type=int, default=d["seed"], help="random seed (weights, shuffling, dropout)")
-    parser.add_argument("--learning-rate", type=float, default=d["learning_rate"], help="Adam's initial learning rate")
-    parser.add_argument(
-        "--decay-steps", type=int, default=d["decay_steps"], help="learning rate x decay-rate every this many steps"
-    )
-    parser.add_argument(
-        "--decay-rate", type=float, default=d["decay_rate"], help="exponential decay factor (staircase)"
-    )
-    parser.add_argument(
-        "--schedule",
-        choices=("exponential", "cosine"),
-        default="exponential",
-        help="learning-rate schedule: the original's exponential decay, or a cosine to 0 at the last step",
-    )
-    parser.add_argument(
-        "--warmup-steps", type=int, default=0, help="with --schedule cosine: steps of linear warm-up from 0"
-    )
-    parser.add_argument(
-        "--loss", choices=("bce", "bce_dice"), default="bce", help="binary cross-entropy, or BCE + soft Dice"
-    )
-    parser.add_argument(
-        "--augment",
-        action="store_true",
-        help="random upper-body/zoom crops with aspect jitter, flips and colour jitter (data.augment)",
-    )
-    parser.add_argument(
-        "--precise-bn",
-        type=int,
-        default=0,
-        metavar="BATCHES",
-        help="before each validation, re-estimate BatchNorm statistics on this many training batches "
-        "(dropout off); 0: the original's moving averages",
-    )
-    parser.add_argument("--runs-dir", default=d["runs_dir"], help="where run folders are created")
-    parser.add_argument("--name", default=None, help="run folder name (default: the start time; with --demo: demo)")
-    parser.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        default=None,
-        help="continue the run in RUN_DIR (its config.json fixes the options)",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="build the built-in sample if missing, train a short schedule on it, evaluate and plot ("
-        + ", ".join(f"{k}={v}" for k, v in DEMO.items())
-        + "; options given explicitly win)",
-    )
-    parser.add_argument(
-        "--mixed-precision", action="store_true", help="bfloat16 on CPU, float16 on GPU; sigmoid and loss in float32"
-    )
-    parser.add_argument(
-        "--fused-batchnorm",
-        action="store_true",
-        help="run BatchNormalization with TensorFlow's fused kernel: the same math, faster (saved models unchanged)",
-    )
-    parser.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA (slower on CPU)")
-    parser.add_argument(
-        "--distribute",
-        choices=("none", "mirrored", "multiworker"),
-        default="none",
-        help="mirrored: all local GPUs (or CPUs); multiworker: the cluster in TF_CONFIG",
-    )
-    parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to RUN_DIR/tensorboard")
-    parser.add_argument(
-        "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 silent, 1 bar, 2 a line per epoch"
-    )
-
-    args = parser.parse_args(argv)
-    # Which options were given explicitly: --demo changes only the others, and --resume
-    # refuses explicit options that disagree with the run's.
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    args.explicit = sorted(vars(parser.parse_args(argv)))
-    if args.demo:
-        for key, value in DEMO.items():
-            if key not in args.explicit:
-                setattr(args, key, value)
-        if "warmup_steps" not in args.explicit:  # a shortened demo keeps a proportionate warm-up
-            args.warmup_steps = min(args.warmup_steps, args.epochs * args.steps_per_epoch // 5)
-    check_args(parser, args)
-    return args
+def free_name(runs: Path, name: str) -> str:
+    """``name``, or name-2, name-3, ... if runs/name exists."""
+    n, candidate = 2, name
+    while (runs / candidate).exists():
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate
 
 
-def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """One clear line per bad value, via parser.error (exit code 2)."""
-    if args.image_size <= 0 or args.image_size % 32:
-        parser.error(
-            f"--image-size must be a positive multiple of 32 (the U-net pools five times). Received: {args.image_size}"
-        )
-    for name in ("batch_size", "epochs", "steps_per_epoch", "decay_steps"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1. Received: {getattr(args, name)}")
-    if args.warmup_steps < 0 or (args.schedule == "cosine" and args.warmup_steps >= args.epochs * args.steps_per_epoch):
-        parser.error(
-            f"--warmup-steps must be 0 or more and, with --schedule cosine, fewer than the run's "
-            f"{args.epochs * args.steps_per_epoch} steps. Received: {args.warmup_steps}"
-        )
-    if args.precise_bn < 0:
-        parser.error(f"--precise-bn must be 0 (off) or a number of batches. Received: {args.precise_bn}")
-    if args.precise_bn and args.distribute != "none":
-        parser.error("--precise-bn works without --distribute only")
-    if args.validation_steps < 0:
-        parser.error(f"--validation-steps must be 0 (all) or more. Received: {args.validation_steps}")
-    if not args.learning_rate > 0 or not 0 < args.decay_rate <= 1:
-        parser.error(
-            f"--learning-rate must be > 0 and --decay-rate in (0, 1]. Received: {args.learning_rate}, {args.decay_rate}"
-        )
+def new_run_dir(config: TrainConfig) -> Path:
+    """runs/NAME, created empty; a NAME that exists is an error (never overwrite a run)."""
+    runs = Path(config.runs_dir)
+    name = config.name or free_name(runs, time.strftime("%Y%m%d-%H%M%S"))
+    run_dir = runs / name
+    if run_dir.exists():
+        raise TrainError(f"{run_dir} already exists: continue it with --resume {run_dir}, or choose another --name")
+    run_dir.mkdir(parents=True)
+    return run_dir
 
 
-# ---------------------------------------------------------------------------- setup
+def write_json(path: Path, obj) -> None:
+    images.write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def load_run(run_dir: str | Path, changes: dict) -> tuple[TrainConfig, dict]:
+    """A stopped run's config with ``changes`` applied (only options that may change), and its state."""
+    run_dir = Path(run_dir)
+    for needed in ("config.json", "state.json", "last.keras"):
+        if not (run_dir / needed).is_file():
+            raise TrainError(f"--resume {run_dir}: {needed} not found (is this a run folder written by train.py?)")
+    try:
+        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())["options"])
+    except (ConfigError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise TrainError(f"--resume {run_dir}: config.json is not a train.py config ({e})") from None
+    policy = {f.name: f.metadata["resume"] for f in dataclasses.fields(TrainConfig)}
+    for key, value in changes.items():
+        if policy[key] == FIXED and value != getattr(saved, key):
+            raise TrainError(f"{flag(key)} cannot change on --resume: the run has {getattr(saved, key)!r}")
+    config = saved.replace(**changes)
+    return config, json.loads((run_dir / "state.json").read_text())
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """model.save to a hidden temporary .keras file, then rename: never a partial file."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+HISTORY_FIELDS = ["epoch", *figures.CURVES, *(f"val_{m}" for m in figures.CURVES), "learning_rate", "seconds"]
+
+
+def append_history(run_dir: Path, row: dict) -> None:
+    """history.csv with ``row`` as its last epoch (rows of later epochs, from before a resume, dropped)."""
+    rows = [r for r in figures.read_history(run_dir / "history.csv") if r["epoch"] < row["epoch"]] + [row]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in r.items() if k in HISTORY_FIELDS})
+    images.write_atomic(run_dir / "history.csv", out.getvalue().encode())
+
+
+# ---------------------------------------------------------------------------- callbacks
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """At each epoch end: last.keras, best.keras (by val_iou), history.csv, curves.png, state.json.
+
+    Stops the run at a NaN loss (keeping the last good checkpoint). Non-chief workers of a
+    multi-worker run save to a scratch folder (every worker must take part in saving) and
+    write nothing else.
+    """
+
+    def __init__(self, run_dir: Path, state: dict, chief: bool):
+        super().__init__()
+        self.run_dir, self.state, self.chief = run_dir, state, chief
+        self.started, self.nan = time.time(), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan = (self.state["epochs_done"] + 1, batch + 1)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs, state = dict(logs or {}), self.state
+        if self.nan or not math.isfinite(float(logs.get("loss", 0.0))):
+            return  # keep the last good checkpoint
+        target = self.run_dir if self.chief else self.run_dir / f".worker-{os.getpid()}"
+        target.mkdir(exist_ok=True)
+        save_model_atomic(self.model, target / "last.keras")
+        val_iou = logs.get("val_iou", logs.get("iou"))
+        improved = state["best_val_iou"] is None or val_iou > state["best_val_iou"]
+        if improved:
+            save_model_atomic(self.model, target / "best.keras")
+        if not self.chief:
+            return
+        state.update(epochs_done=epoch + 1, iterations=int(self.model.optimizer.iterations.numpy()), step_in_epoch=0)
+        if improved:
+            state.update(best_val_iou=float(val_iou), best_epoch=epoch + 1)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        row.update(learning_rate=float(self.model.optimizer.learning_rate), seconds=time.time() - self.started)
+        append_history(self.run_dir, row)
+        figures.plot_curves(self.run_dir / "history.csv")
+        write_json(self.run_dir / "state.json", state)
+
+
+class PreciseBN(keras.callbacks.Callback):
+    """Runs ``model.recalibrate_batchnorm`` on ``count`` training batches before each validation."""
+
+    def __init__(self, batches, count: int):
+        super().__init__()
+        self.batches, self.count = batches, count
+
+    def on_test_begin(self, logs=None):
+        unet.recalibrate_batchnorm(self.model, (next(self.batches) for _ in range(self.count)))
+
+
+# ---------------------------------------------------------------------------- training steps
 
 
 def make_strategy(kind: str):
     """The tf.distribute strategy for --distribute."""
-    import tensorflow as tf
-
     if kind == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
@@ -237,7 +397,6 @@ def _multi_worker_strategy():
     neither (keras-team/keras#20585). This reduces each value on its own and scalars
     across replicas, as MirroredStrategy does.
     """
-    import tensorflow as tf
 
     class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
         def reduce(self, reduce_op, value, axis):
@@ -260,369 +419,212 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
-def precision_policy(mixed: bool) -> str:
-    """mixed_bfloat16 on CPU, mixed_float16 on GPU (tensor cores), float32 otherwise."""
-    import tensorflow as tf
-
-    if not mixed:
-        return "float32"
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-
-
-def versions() -> dict:
-    import keras
-    import numpy
-    import tensorflow as tf
-
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-    }
-
-
-def new_run_dir(args: argparse.Namespace) -> Path:
-    """runs/NAME, created empty. A default name never clashes; an explicit one must be new."""
-    runs = Path(args.runs_dir)
-    name = args.name or time.strftime("%Y%m%d-%H%M%S")
-    run_dir = runs / name
-    if run_dir.exists():
-        if "name" in args.explicit:
-            raise TrainError(f"{run_dir} already exists: continue it with --resume {run_dir}, or choose another --name")
-        n = 2
-        while (runs / f"{name}-{n}").exists():
-            n += 1
-        run_dir = runs / f"{name}-{n}"
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
-def resume_config(args: argparse.Namespace) -> tuple[argparse.Namespace, dict]:
-    """The stopped run's options and state; explicit options other than --epochs must agree."""
-    run_dir = Path(args.resume)
-    for needed in ("config.json", "state.json", "last.keras"):
-        if not (run_dir / needed).is_file():
-            raise TrainError(f"--resume {run_dir}: {needed} not found (is this a run folder written by train.py?)")
-    saved = json.loads((run_dir / "config.json").read_text())["options"]
-    for key in args.explicit:
-        if key in FIXED_ON_RESUME and getattr(args, key) != saved[key]:
-            raise TrainError(f"--{key.replace('_', '-')} cannot change on --resume: the run has {saved[key]!r}")
-    resumed = argparse.Namespace(**{**saved, "explicit": args.explicit, "resume": str(run_dir)})
-    for key in ("epochs", "verbose", "tensorboard", "fused_batchnorm", "precise_bn"):
-        if key in args.explicit:
-            setattr(resumed, key, getattr(args, key))
-    return resumed, json.loads((run_dir / "state.json").read_text())
-
-
-# ---------------------------------------------------------------------------- callbacks
-
-
-def save_model_atomic(model, path: Path) -> None:
-    """model.save to a hidden temporary .keras file, then rename: never a partial file."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def write_history(path: Path, rows: list[dict]) -> None:
-    import io
-
-    import images
-
-    out = io.StringIO()
-    writer = csv.DictWriter(out, HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in row.items() if k in HISTORY_FIELDS})
-    images.write_atomic(path, out.getvalue().encode())
-
-
-def plot_curves(history_csv: str | Path, path: str | Path | None = None):
-    """Loss, accuracy, seed_iou and iou per epoch, train and val; returns the Figure.
-
-    Args:
-        history_csv: a run's history.csv.
-        path: PNG to write (default: curves.png beside the CSV); written atomically.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import images
-
-    history_csv = Path(history_csv)
-    rows = read_history(history_csv)
-    path = Path(path) if path else history_csv.with_name("curves.png")
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
-    epochs = [r["epoch"] for r in rows]
-    for ax, metric in zip(axes, METRICS, strict=True):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            values = [r.get(prefix + metric, math.nan) for r in rows]
-            ax.plot(epochs, values, style, marker="o", markersize=3, label="val" if prefix else "train")
-        ax.set_title(metric)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    tmp = images.tmp_name(path).with_suffix(".png")
-    try:
-        fig.savefig(tmp, dpi=80)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    plt.close(fig)
-    return fig
-
-
-def PreciseBN(batches, count: int):
-    """A callback that runs ``model.recalibrate_batchnorm`` on ``count`` batches before each validation."""
-    import keras
-
-    import model as unet
-
-    class Callback(keras.callbacks.Callback):
-        def on_test_begin(self, logs=None):
-            unet.recalibrate_batchnorm(self.model, (next(batches) for _ in range(count)))
-
-    return Callback()
-
-
-def make_callbacks(run_dir: Path, state: dict, chief: bool, tensorboard: bool) -> list:
-    """The run's bookkeeping: NaN guard, last/best checkpoints, history.csv, curves.png."""
-    import keras
-
-    class RunCheckpoint(keras.callbacks.Callback):
-        """At each epoch end: last.keras, best.keras (by val_iou), history.csv, curves.png, state.json.
-
-        Non-chief workers of a multi-worker run save to a scratch folder (every worker
-        must take part in saving) and write nothing else.
-        """
-
-        def __init__(self):
-            super().__init__()
-            self.started = time.time()
-            self.nan = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.time()
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                self.nan = (state["epochs_done"] + 1, batch + 1)
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
-            if self.nan or not math.isfinite(float(logs.get("loss", 0.0))):
-                return  # keep the last good checkpoint
-            target = run_dir if chief else run_dir / f".worker-{os.getpid()}"
-            target.mkdir(exist_ok=True)
-            save_model_atomic(self.model, target / "last.keras")
-            val_iou = logs.get("val_iou", logs.get("iou"))
-            improved = state["best_val_iou"] is None or val_iou > state["best_val_iou"]
-            if improved:
-                save_model_atomic(self.model, target / "best.keras")
-            if not chief:
-                return
-            state.update(
-                epochs_done=epoch + 1, iterations=int(self.model.optimizer.iterations.numpy()), step_in_epoch=0
-            )
-            if improved:
-                state.update(best_val_iou=float(val_iou), best_epoch=epoch + 1)
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-            row["learning_rate"] = float(self.model.optimizer.learning_rate)
-            row["seconds"] = time.time() - self.started
-            history = [r for r in read_history(run_dir / "history.csv") if r["epoch"] <= epoch] + [row]
-            write_history(run_dir / "history.csv", history)
-            plot_curves(run_dir / "history.csv")
-            write_json(run_dir / "state.json", state)
-
-    callbacks = [RunCheckpoint()]
-    if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
-    return callbacks
-
-
-def write_json(path: Path, obj) -> None:
-    import images
-
-    images.write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-# ---------------------------------------------------------------------------- training
-
-
-def train(args: argparse.Namespace, extra_callbacks: list | None = None) -> dict:
-    """Builds or resumes the run and fits it. Returns a summary dict.
-
-    ``extra_callbacks`` lets tests stop a run part-way (as a Ctrl-C would).
-    """
-    import keras
-    import tensorflow as tf
-
-    import data
-    import model as unet
-
-    state = None
-    if args.resume:
-        args, state = resume_config(args)
-    strategy = make_strategy(args.distribute)
-    chief = is_chief(strategy)
-    policy = precision_policy(args.mixed_precision)
+@contextlib.contextmanager
+def precision_policy(policy: str):
+    """Sets Keras' global dtype policy for the block and restores the caller's afterwards."""
+    previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        data_dir = Path(args.data_dir)
-        if args.demo and not all((data_dir / s / "images").is_dir() for s in ("train", "val", "test")):
-            import coco
-
-            print(f"building the built-in sample in {data_dir} (coco.py --sample)", flush=True)
-            if coco.main(["--sample", "--out", str(data_dir)]) != 0:
-                raise TrainError("could not build the built-in sample")
-        try:
-            # One seed for the run; a resumed run reseeds per epoch so its batches differ.
-            keras.utils.set_random_seed(args.seed + (state["epochs_done"] if state else 0))
-            train_pairs = data.load_split(data_dir / "train", args.image_size)
-            train_ds = data.batches(
-                train_pairs, args.batch_size, shuffle=True, seed=args.seed, repeat=True, augmented=args.augment
-            )
-            val_ds = data.make_dataset(data_dir / "val", args.image_size, args.batch_size)
-        except data.DataError as e:
-            raise TrainError(f"{e}") from None
-        if args.validation_steps:
-            val_ds = val_ds.take(args.validation_steps)
-        if args.distribute == "multiworker":
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-            train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
-
-        if state is None:
-            run_dir = new_run_dir(args) if chief else Path(args.runs_dir) / (args.name or "worker")
-            state = {"epochs_done": 0, "iterations": 0, "step_in_epoch": 0, "best_val_iou": None, "best_epoch": None}
-            config = {"options": {k: v for k, v in vars(args).items() if k not in ("explicit", "resume")}}
-            config.update(versions=versions(), policy=policy, devices=strategy.num_replicas_in_sync)
-            config.update(train_images=int(train_pairs.cardinality()))
-            if chief:
-                write_json(run_dir / "config.json", config)
-                write_json(run_dir / "state.json", state)
-            with strategy.scope():
-                model = unet.compile_unet(
-                    unet.build_unet((None, None, 3)),
-                    learning_rate=args.learning_rate,
-                    decay_steps=args.decay_steps,
-                    decay_rate=args.decay_rate,
-                    jit_compile=args.jit_compile,
-                    loss=args.loss,
-                    schedule=args.schedule,
-                    total_steps=args.epochs * args.steps_per_epoch,
-                    warmup_steps=args.warmup_steps,
-                )
-        else:
-            run_dir = Path(args.resume)
-            with strategy.scope():
-                model = keras.saving.load_model(run_dir / "last.keras")
-            state["step_in_epoch"] = (
-                int(model.optimizer.iterations.numpy()) - state["epochs_done"] * args.steps_per_epoch
-            )
-
-        if getattr(args, "fused_batchnorm", False):
-            unet.use_fused_batchnorm(model)
-        print_config(args, run_dir, policy, strategy, state)
-        callbacks = make_callbacks(run_dir, state, chief, args.tensorboard) + list(extra_callbacks or [])
-        if args.precise_bn:
-            unaugmented = data.batches(train_pairs, args.batch_size, shuffle=True, seed=args.seed + 1, repeat=True)
-            callbacks.append(PreciseBN(iter(unaugmented), args.precise_bn))
-        started = time.time()
-        interrupted = False
-        try:
-            # An epoch cut short by Ctrl-C is finished first (its remaining steps only).
-            if 0 < state["step_in_epoch"] < args.steps_per_epoch and state["epochs_done"] < args.epochs:
-                model.fit(
-                    train_ds,
-                    validation_data=val_ds,
-                    initial_epoch=state["epochs_done"],
-                    epochs=state["epochs_done"] + 1,
-                    steps_per_epoch=args.steps_per_epoch - state["step_in_epoch"],
-                    callbacks=callbacks,
-                    verbose=args.verbose,
-                    shuffle=False,  # the dataset shuffles itself
-                )
-            if state["epochs_done"] < args.epochs and not callbacks[0].nan:
-                model.fit(
-                    train_ds,
-                    validation_data=val_ds,
-                    initial_epoch=state["epochs_done"],
-                    epochs=args.epochs,
-                    steps_per_epoch=args.steps_per_epoch,
-                    callbacks=callbacks,
-                    verbose=args.verbose,
-                    shuffle=False,  # the dataset shuffles itself
-                )
-        except KeyboardInterrupt:
-            interrupted = True
-            if chief:
-                save_model_atomic(model, run_dir / "last.keras")
-                state["iterations"] = int(model.optimizer.iterations.numpy())
-                state["step_in_epoch"] = state["iterations"] - state["epochs_done"] * args.steps_per_epoch
-                write_json(run_dir / "state.json", state)
-        summary = {
-            "run_dir": str(run_dir),
-            "seconds": time.time() - started,
-            "interrupted": interrupted,
-            "nan": callbacks[0].nan,
-            "state": state,
-            "chief": chief,
-        }
-        if not chief:  # the chief holds the run's files; drop this worker's scratch copies
-            shutil.rmtree(run_dir / f".worker-{os.getpid()}", ignore_errors=True)
-        if interrupted or callbacks[0].nan or not chief:
-            return summary
-        test_dir = data_dir / "test"
-        if test_dir.is_dir() and (run_dir / "best.keras").is_file():
-            summary["test"] = evaluate_best(run_dir, test_dir, args, demo_figure=args.demo)
-        return summary
+        yield
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(previous)
 
 
-def evaluate_best(run_dir: Path, test_dir: Path, args: argparse.Namespace, demo_figure: bool = False) -> dict:
-    """Evaluates best.keras on the test split; writes test_metrics.json (and, for the demo, results.png)."""
-    import results
+@dataclass
+class Datasets:
+    train: tf.data.Dataset  # repeated, shuffled (and augmented) batches
+    val: tf.data.Dataset
+    calibration: object  # an iterator of unaugmented training batches for --precise-bn, or None
+    train_images: int
 
-    model = results.load_model(run_dir / "best.keras")
-    predictor = results.Predictor(model, args.image_size)
-    scores = results.evaluate(predictor, test_dir, args.batch_size)
+
+def make_datasets(config: TrainConfig, epochs_done: int) -> Datasets:
+    """The training and validation pipelines; a resumed run draws new shuffles from its epoch."""
+    data_dir, seed = Path(config.data_dir), config.seed + epochs_done
+    try:
+        pairs = data.load_split(data_dir / "train", config.image_size)
+        train = data.batches(pairs, config.batch_size, shuffle=True, seed=seed, repeat=True, augmented=config.augment)
+        val = data.make_dataset(data_dir / "val", config.image_size, config.batch_size)
+    except data.DataError as e:
+        raise TrainError(str(e)) from None
+    if config.validation_steps:
+        val = val.take(config.validation_steps)
+    if config.distribute == "multiworker":
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train, val = train.with_options(options), val.with_options(options)
+    calibration = None
+    if config.precise_bn:
+        calibration = iter(data.batches(pairs, config.batch_size, shuffle=True, seed=seed + 1, repeat=True))
+    return Datasets(train, val, calibration, int(pairs.cardinality()))
+
+
+def build_model(config: TrainConfig, strategy):
+    """A new U-net of the config's width, compiled with its optimizer, loss and schedule."""
+    with strategy.scope():
+        return unet.compile_unet(
+            unet.build_unet((None, None, 3), width=config.width),
+            learning_rate=config.learning_rate,
+            decay_steps=config.decay_steps,
+            decay_rate=config.decay_rate,
+            jit_compile=config.jit_compile,
+            loss=config.loss,
+            schedule=config.schedule,
+            total_steps=config.total_steps,
+            warmup_steps=config.warmup_steps,
+        )
+
+
+def start_run(config: TrainConfig, chief: bool, facts: dict) -> tuple[Path, dict]:
+    """A new run folder with config.json and state.json (a non-chief worker gets a scratch name)."""
+    state = {"epochs_done": 0, "iterations": 0, "step_in_epoch": 0, "best_val_iou": None, "best_epoch": None}
+    if not chief:
+        return Path(config.runs_dir) / (config.name or "worker"), state
+    run_dir = new_run_dir(config)
+    write_json(run_dir / "config.json", {"options": config.to_dict(), **facts})
+    write_json(run_dir / "state.json", state)
+    return run_dir, state
+
+
+def reopen_run(run_dir: Path, config: TrainConfig, strategy, state: dict, chief: bool, facts: dict):
+    """The stopped run's last.keras (optimizer included); config.json updated with today's options."""
+    with strategy.scope():
+        model = keras.saving.load_model(run_dir / "last.keras")
+    state["step_in_epoch"] = int(model.optimizer.iterations.numpy()) - state["epochs_done"] * config.steps_per_epoch
+    if chief:
+        old = json.loads((run_dir / "config.json").read_text())
+        write_json(run_dir / "config.json", {**old, "options": config.to_dict(), **facts})
+    return model
+
+
+def fit(model, config: TrainConfig, run_dir: Path, state: dict, datasets: Datasets, callbacks, chief: bool) -> dict:
+    """Trains to the last epoch (first finishing an epoch a Ctrl-C cut short); Ctrl-C saves last.keras."""
+    checkpoint = RunCheckpoint(run_dir, state, chief)
+    callbacks = [checkpoint, *callbacks]
+    if datasets.calibration is not None:
+        callbacks.append(PreciseBN(datasets.calibration, config.precise_bn))
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+
+    def fit_until(epochs: int, steps: int) -> None:
+        model.fit(
+            datasets.train,
+            validation_data=datasets.val,
+            initial_epoch=state["epochs_done"],
+            epochs=epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=config.verbose,
+            shuffle=False,  # the dataset shuffles itself
+        )
+
+    started, interrupted = time.time(), False
+    try:
+        if 0 < state["step_in_epoch"] < config.steps_per_epoch and state["epochs_done"] < config.epochs:
+            fit_until(state["epochs_done"] + 1, config.steps_per_epoch - state["step_in_epoch"])
+        if state["epochs_done"] < config.epochs and not checkpoint.nan:
+            fit_until(config.epochs, config.steps_per_epoch)
+    except KeyboardInterrupt:
+        interrupted = True
+        if chief:
+            save_model_atomic(model, run_dir / "last.keras")
+            state["iterations"] = int(model.optimizer.iterations.numpy())
+            state["step_in_epoch"] = state["iterations"] - state["epochs_done"] * config.steps_per_epoch
+            write_json(run_dir / "state.json", state)
+    return {"seconds": time.time() - started, "interrupted": interrupted, "nan": checkpoint.nan}
+
+
+def evaluate_best(run_dir: Path, config: TrainConfig) -> dict | None:
+    """best.keras on DATA/test: test_metrics.json and test_predictions.png (None without a test split)."""
+    test_dir = Path(config.data_dir) / "test"
+    if not test_dir.is_dir() or not (run_dir / "best.keras").is_file():
+        return None
+    predictor = inference.Predictor(inference.load_model(run_dir / "best.keras"), config.image_size)
+    scores = inference.evaluate(predictor, test_dir, config.batch_size)
+    scores.pop("per_image")
     write_json(run_dir / "test_metrics.json", {**scores, "model": str(run_dir / "best.keras"), "split": str(test_dir)})
-    if demo_figure:
-        results.plot_split(predictor, test_dir, run_dir / "results.png", rows=8)
+    figures.plot_split(predictor, test_dir, run_dir / "test_predictions.png", rows=8)
     return scores
 
 
-def print_config(args, run_dir, policy, strategy, state) -> None:
-    print("train.py configuration:")
-    for key, value in vars(args).items():
-        if key != "explicit":
-            print(f"  {key:17} {value}")
-    print(f"  {'run_dir':17} {run_dir}")
-    print(f"  {'precision':17} {policy}")
-    print(f"  {'replicas':17} {strategy.num_replicas_in_sync}")
-    if args.resume:
-        print(
-            f"  resuming after epoch {state['epochs_done']}, step {state['iterations']} (+{state['step_in_epoch']} in the next epoch)"
+def facts(config: TrainConfig, policy: str, reason: str, strategy, datasets: Datasets) -> dict:
+    """What config.json records beside the options: precision used and why, machine, versions."""
+    import numpy
+
+    return {
+        "precision": policy,
+        "precision_reason": reason,
+        "cpu": hardware.cpu_info().describe(),
+        "devices": strategy.num_replicas_in_sync,
+        "train_images": datasets.train_images,
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": numpy.__version__,
+        },
+    }
+
+
+def run_training(config: TrainConfig, run_dir: Path | None, state: dict | None, callbacks=()) -> dict:
+    """The steps of a run: precision, devices, data, model, fit, test. ``run_dir`` None: a new run."""
+    policy, reason = hardware.choose_precision(config.mixed_precision, hardware.has_gpu(), hardware.cpu_info())
+    if config.mixed_precision != "off" and policy == "float32":
+        print(f"train.py: note: --mixed-precision: {reason}", flush=True)
+    with precision_policy(policy):
+        strategy = make_strategy(config.distribute)
+        chief = is_chief(strategy)
+        datasets = make_datasets(config, state["epochs_done"] if state else 0)
+        run_facts = facts(config, policy, reason, strategy, datasets)
+        if run_dir is None:
+            run_dir, state = start_run(config, chief, run_facts)
+            model = build_model(config, strategy)
+        else:
+            model = reopen_run(run_dir, config, strategy, state, chief, run_facts)
+        if config.fused_batchnorm:
+            unet.use_fused_batchnorm(model)
+        print_config(config, run_dir, reason, strategy, state)
+        summary = {"run_dir": str(run_dir), "state": state, "chief": chief}
+        summary.update(fit(model, config, run_dir, state, datasets, callbacks, chief))
+    if not chief:  # the chief holds the run's files; drop this worker's scratch copies
+        shutil.rmtree(run_dir / f".worker-{os.getpid()}", ignore_errors=True)
+    elif not (summary["interrupted"] or summary["nan"]):
+        summary["test"] = evaluate_best(run_dir, config)
+    return summary
+
+
+def train(config: TrainConfig = TrainConfig(), callbacks=()) -> dict:
+    """Starts a new run of ``config`` in runs_dir/name and trains it.
+
+    Args:
+        config: the options (``TrainConfig()`` is the original recipe, ``DEMO`` the demo).
+        callbacks: extra Keras callbacks (tests use one to stop a run part-way, as Ctrl-C).
+
+    Returns:
+        A summary: 'run_dir', 'state' (epochs done, steps, best epoch), 'seconds',
+        'interrupted', 'nan' ((epoch, step) of a NaN loss, or None), 'test' (metrics of
+        best.keras on DATA/test, or None).
+    """
+    return run_training(config, None, None, callbacks)
+
+
+def resume(run_dir: str | Path, callbacks=(), **changes) -> dict:
+    """Continues a stopped run; ``changes`` may raise ``epochs`` and set options that may change."""
+    config, state = load_run(run_dir, changes)
+    return run_training(config, Path(run_dir), state, callbacks)
+
+
+# ---------------------------------------------------------------------------- script
+
+
+def print_config(config: TrainConfig, run_dir: Path, reason: str, strategy, state: dict) -> None:
+    extra = {"run_dir": run_dir, "precision": reason, "replicas": strategy.num_replicas_in_sync}
+    if state["iterations"]:
+        extra["resuming"] = (
+            f"after epoch {state['epochs_done']}, step {state['iterations']} "
+            f"(+{state['step_in_epoch']} in the next epoch)"
         )
-    sys.stdout.flush()
+    cli.print_config("train.py", {**config.to_dict(), **extra})
 
 
 def print_summary(summary: dict) -> None:
@@ -635,39 +637,35 @@ def print_summary(summary: dict) -> None:
             if state["epochs_done"]
             else "no checkpoint was written (it happened in the first epoch)"
         )
-        print(
-            f"train.py: error: the loss became NaN at epoch {epoch}, step {step}; the run stopped; "
-            f"{saved}. Try a lower --learning-rate.",
-            file=sys.stderr,
+        cli.error(
+            "train.py",
+            f"the loss became NaN at epoch {epoch}, step {step}; the run stopped; {saved}. Try a lower --learning-rate.",
         )
-        return
-    if summary["interrupted"]:
+    elif summary["interrupted"]:
         print(
-            f"interrupted after {minutes:.1f} min: saved {run_dir}/last.keras; continue with: python train.py --resume {run_dir}"
+            f"interrupted after {minutes:.1f} min: saved {run_dir}/last.keras; continue: python train.py --resume {run_dir}"
         )
-        return
-    if not summary["chief"]:
+    elif not summary["chief"]:
         print(f"worker done in {minutes:.1f} min; the chief worker writes {run_dir}")
-        return
-    best = state["best_val_iou"]
-    print(f"done in {minutes:.1f} min: {state['epochs_done']} epochs, {state['iterations']} steps")
-    if best is not None:
-        print(f"  best val_iou {best:.4f} at epoch {state['best_epoch']}: {run_dir}/best.keras")
-    if "test" in summary:
-        t = summary["test"]
-        print(
-            f"  test ({t['images']} images): accuracy {t['accuracy']:.4f}, iou {t['iou']:.4f}, "
-            f"seed_iou {t['seed_iou']:.4f} -> {run_dir}/test_metrics.json"
-        )
-    print(f"  history: {run_dir}/history.csv, curves: {run_dir}/curves.png")
+    else:
+        print(f"done in {minutes:.1f} min: {state['epochs_done']} epochs, {state['iterations']} steps")
+        if state["best_val_iou"] is not None:
+            print(f"  best val_iou {state['best_val_iou']:.4f} at epoch {state['best_epoch']}: {run_dir}/best.keras")
+        if summary.get("test"):
+            t = summary["test"]
+            print(
+                f"  test ({t['images']} images): accuracy {t['accuracy']:.4f}, iou {t['iou']:.4f}, "
+                f"seed_iou {t['seed_iou']:.4f} -> {run_dir}/test_metrics.json, {run_dir}/test_predictions.png"
+            )
+        print(f"  history: {run_dir}/history.csv, curves: {run_dir}/curves.png")
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    config, resume_dir, given = parse_args(argv)
     try:
-        summary = train(args)
+        summary = resume(resume_dir, **given) if resume_dir else train(config)
     except TrainError as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
+        cli.error("train.py", str(e))
         return 2
     print_summary(summary)
     if summary["nan"]:

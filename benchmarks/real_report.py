@@ -22,8 +22,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import data  # noqa: E402
+import figures  # noqa: E402
 import images  # noqa: E402
-import results  # noqa: E402
+import inference  # noqa: E402
 
 
 def write_upper_body_split(test_dir: Path, out_dir: Path, size: int) -> int:
@@ -51,12 +52,12 @@ def main(argv=None) -> int:
     run, test_dir = args.run_dir, args.data_dir / "test"
     config = json.loads((run / "config.json").read_text())
     size = config["options"]["image_size"]
-    predictor = results.Predictor(results.load_model(run / "best.keras"), size)
-    test = results.evaluate(predictor, test_dir, batch_size=32)
+    predictor = inference.Predictor(inference.load_model(run / "best.keras"), size)
+    test = inference.evaluate(predictor, test_dir, batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:
         write_upper_body_split(test_dir, Path(tmp), size)
-        upper = results.evaluate(predictor, tmp, batch_size=32)
-    results.plot_split(predictor, test_dir, run / "test_figure.png", rows=args.rows)
+        upper = inference.evaluate(predictor, tmp, batch_size=32)
+    figures.plot_split(predictor, test_dir, run / "test_figure.png", rows=args.rows)
     wall = (run / "wall_seconds").read_text().strip() if (run / "wall_seconds").exists() else None
     history = (run / "history.csv").read_text().splitlines()
     report = {

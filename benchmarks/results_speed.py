@@ -5,13 +5,13 @@
     python benchmarks/results_speed.py --photos 8 --calls 10 # quicker, noisier
 
 Prints, for the model at 128x128:
-  1. end-to-end seconds per photo of ``results.cut_out_photos`` (what ``python results.py
+  1. end-to-end seconds per photo of ``inference.cut_out_photos`` (what ``python results.py
      --model M FOLDER`` does per photo: read, squash, predict, upsample, compose, encode and
      write the PNG) on a folder of generated 1920x1080 JPEGs, after the one-off model load
      and trace (wall and CPU time); then the same pieces timed one by one with results.py's
      own functions, and candidates for the costly ones (composing the RGBA, PNG settings);
   2. single-photo latency of the forward pass: model.predict (the original's way), an eager
-     call, results.Predictor, Predictor with the fused BatchNorm kernel, and bfloat16;
+     call, inference.Predictor, Predictor with the fused BatchNorm kernel, and bfloat16;
   3. forward-pass throughput of these Predictors for batches of 8 and 32.
 Variants that are compared run alternately, round after round, so that the noise of a
 shared machine hits them alike; the ratios are the figures to trust. Ends with a markdown
@@ -21,10 +21,9 @@ table for the README and whether the goals are met.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,11 +36,11 @@ GOAL_END_TO_END_MS = 150  # per 1920x1080 photo, read to written PNG
 GOAL_FORWARD_SPEEDUP = 1.5  # single-photo forward pass, x model.predict
 
 PREDICT = "(a) model.predict (original)"
-PREDICTOR = "(c) results.Predictor (tf.function)"
+PREDICTOR = "(c) inference.Predictor (tf.function)"
 FUSED = "(d) Predictor + fused BatchNorm"
 BF16 = "(e) Predictor, bfloat16"
 FORWARD = "forward pass, batch 8 (Predictor)"
-ALPHA_MAP = "  of which upsampling alpha (results.alpha_map)"
+ALPHA_MAP = "  of which upsampling alpha (compose.alpha_map)"
 
 # PNG encoder settings compared with results.py's (images.encode: OpenCV's defaults, which
 # are zlib level 1 with the RLE strategy and the SUB filter, "tuned for speed"). Naming a
@@ -110,30 +109,30 @@ def write_photos(folder: Path, n: int, width: int, height: int, seed: int = 0) -
 
 
 def make_predictors(model_path: str | None, image_size: int) -> tuple:
-    """The float32 model and results.Predictors of it, of a copy with fused BatchNorm and of a bfloat16 copy.
+    """The float32 model and inference.Predictors of it, of a copy with fused BatchNorm and of a bfloat16 copy.
 
     Returns:
         (model, {variant name: Predictor}, fused layer count, why there is no bfloat16 copy or None).
     """
     import keras
 
+    import inference
     import model as unet
-    import results
 
     def build():
-        return results.load_model(model_path) if model_path else unet.build_unet((None, None, 3))
+        return inference.load_model(model_path) if model_path else unet.build_unet((None, None, 3))
 
     model = build()
     fused = build()
     fused.set_weights(model.get_weights())
     switched = unet.use_fused_batchnorm(fused)
-    predictors = {PREDICTOR: results.Predictor(model, image_size), FUSED: results.Predictor(fused, image_size)}
+    predictors = {PREDICTOR: inference.Predictor(model, image_size), FUSED: inference.Predictor(fused, image_size)}
     problem = None
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         bf16 = unet.build_unet(tuple(model.inputs[0].shape[1:]))
         bf16.set_weights(model.get_weights())  # a --model of another architecture fails here
-        predictors[BF16] = results.Predictor(bf16, image_size)
+        predictors[BF16] = inference.Predictor(bf16, image_size)
     except (ValueError, TypeError) as e:
         problem = f"no bfloat16 copy of this model ({str(e).splitlines()[0][:80]})"
     finally:
@@ -142,24 +141,27 @@ def make_predictors(model_path: str | None, image_size: int) -> tuple:
 
 
 def end_to_end(predictor, photos: list[Path], out_dir: Path, runs: int) -> list[tuple[float, float]]:
-    """(wall, CPU) seconds per photo of results.cut_out_photos over the folder, once per run.
+    """(wall, CPU) seconds per photo of inference.cut_out_photos over the folder, once per run.
 
     The CPU time is the whole process's, every thread's: the work done, whatever share of
     the cores the other processes leave us.
     """
     import numpy as np
 
-    import results
+    import compose
+    import inference
 
     batch = 8  # results.py's --batch-size default
     for n in {min(batch, len(photos)), len(photos) % batch} - {0}:  # trace every batch shape first
         predictor(np.zeros((n, predictor.image_size, predictor.image_size, 3), np.uint8))
-    outputs = results.output_names(photos, out_dir, ".png")
+    outputs = [out_dir / f"{i:04d}-{p.stem}.png" for i, p in enumerate(photos)]
     out_dir.mkdir(parents=True, exist_ok=True)
     per_photo = []
     for _ in range(runs):
         start, cpu = time.perf_counter(), time.process_time()
-        rows, failures = results.cut_out_photos(predictor, photos, outputs, batch_size=batch)
+        rows, failures = inference.cut_out_photos(
+            predictor, photos, outputs, compose.cutout, batch_size=batch, progress=False
+        )
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         per_photo.append((wall / len(photos), cpu / len(photos)))
         assert len(rows) == len(photos) and not failures, failures
@@ -167,14 +169,14 @@ def end_to_end(predictor, photos: list[Path], out_dir: Path, runs: int) -> list[
 
 
 def whole_command(model_path: Path, photos_dir: Path, out_dir: Path) -> float:
-    """Wall seconds of results.main on the folder: load, trace, every photo, the figure."""
-    import results
+    """Wall seconds of the results.py command on the folder (a new process): load, trace, every photo, the figure."""
 
     argv = ["--model", str(model_path), "--out-dir", str(out_dir), "--figure", str(out_dir / "results.png")]
     start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # its configuration block
-        code = results.main([*argv, "--overwrite", str(photos_dir)])
-    assert code == 0, code
+    script = Path(__file__).resolve().parents[1] / "results.py"
+    subprocess.run(
+        [sys.executable, str(script), *argv, "--overwrite", str(photos_dir)], check=True, capture_output=True
+    )
     return time.perf_counter() - start
 
 
@@ -182,8 +184,8 @@ def pieces(predictor, photos: list[Path], out_dir: Path, rounds: int) -> dict:
     """Median (wall, CPU) seconds per photo of each step of cut_out_photos, timed alone on a few photos."""
     import numpy as np
 
+    import compose
     import images
-    import results
 
     size = predictor.image_size
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +193,7 @@ def pieces(predictor, photos: list[Path], out_dir: Path, rounds: int) -> dict:
     squashed = np.stack([images.squash(photo, size) for photo in decoded])
     batch = np.resize(squashed, (8, size, size, 3))  # results.py predicts in batches of 8
     probs = predictor(squashed)
-    cutouts = [results.cutout(photo, prob) for photo, prob in zip(decoded, probs, strict=True)]
+    cutouts = [compose.cutout(photo, prob) for photo, prob in zip(decoded, probs, strict=True)]
     encoded = [images.encode(c, ".png") for c in cutouts]
     k = len(photos)
 
@@ -202,9 +204,9 @@ def pieces(predictor, photos: list[Path], out_dir: Path, rounds: int) -> dict:
         "read + decode JPEG (images.read_rgb)": each(images.read_rgb, [(p,) for p in photos]),
         f"squash to {size} (images.squash)": each(images.squash, [(d, size) for d in decoded]),
         FORWARD: lambda: [predictor(batch) for _ in range(k)],
-        "upsample + compose RGBA (results.cutout)": each(results.cutout, list(zip(decoded, probs, strict=True))),
-        ALPHA_MAP: each(results.alpha_map, [(p, *d.shape[:2]) for d, p in zip(decoded, probs, strict=True)]),
-        "thumbnail for the figure": each(results.thumbnail, [(d,) for d in decoded]),
+        "upsample + compose RGBA (compose.cutout)": each(compose.cutout, list(zip(decoded, probs, strict=True))),
+        ALPHA_MAP: each(compose.alpha_map, [(p, *d.shape[:2]) for d, p in zip(decoded, probs, strict=True)]),
+        "thumbnail for the figure": each(images.thumbnail, [(d,) for d in decoded]),
         "PNG encode (images.encode)": each(images.encode, [(c, ".png") for c in cutouts]),
         "write file (images.write_atomic)": each(
             images.write_atomic, [(out_dir / f"piece{i}.png", e) for i, e in enumerate(encoded)]
@@ -228,7 +230,7 @@ def person_prob(size: int):
 
 
 def fast_cutout(photo, prob):
-    """A candidate for results.cutout (transparent background): the same RGBA, up to 1 in alpha.
+    """A candidate for compose.cutout (transparent background): the same RGBA, up to 1 in alpha.
 
     cv2 does the scaling to uint8 and the channel interleaving that NumPy does in several
     full-size passes (clip, multiply, astype, dstack).
@@ -243,19 +245,19 @@ def fast_cutout(photo, prob):
 
 
 def compose_options(photos: list[Path], rounds: int) -> tuple[dict, int]:
-    """Median seconds per photo of results.cutout and of fast_cutout, and their largest difference."""
+    """Median seconds per photo of compose.cutout and of fast_cutout, and their largest difference."""
     import numpy as np
 
+    import compose
     import images
-    import results
 
     decoded = [images.read_rgb(p) for p in photos]
     prob = person_prob(128)
     variants = {
-        "results.cutout": lambda: [results.cutout(d, prob) for d in decoded],
+        "compose.cutout": lambda: [compose.cutout(d, prob) for d in decoded],
         "candidate: cv2.cvtColor + convertScaleAbs": lambda: [fast_cutout(d, prob) for d in decoded],
     }
-    difference = max(int(np.abs(results.cutout(d, prob).astype(int) - fast_cutout(d, prob)).max()) for d in decoded)
+    difference = max(int(np.abs(compose.cutout(d, prob).astype(int) - fast_cutout(d, prob)).max()) for d in decoded)
     medians = alternate(variants, rounds, warmup=1)
     return {name: t / len(decoded) for name, t in medians.items()}, difference
 
@@ -264,11 +266,11 @@ def png_options(photos: list[Path], rounds: int) -> dict:
     """Median seconds and MB per full-size RGBA cutout for each PNG encoder setting."""
     import cv2
 
+    import compose
     import images
-    import results
 
     prob = person_prob(128)
-    bgra = [cv2.cvtColor(results.cutout(images.read_rgb(p), prob), cv2.COLOR_RGBA2BGRA) for p in photos]
+    bgra = [cv2.cvtColor(compose.cutout(images.read_rgb(p), prob), cv2.COLOR_RGBA2BGRA) for p in photos]
     params = {
         name: [getattr(cv2, v) if isinstance(v, str) else v for v in option] for name, option in PNG_OPTIONS.items()
     }
@@ -325,7 +327,7 @@ def main(argv=None) -> None:
     parser.add_argument("--calls", type=int, default=30, help="single-photo forward passes per variant")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--batch-rounds", type=int, default=5, help="batched forward passes per variant and size")
-    parser.add_argument("--skip-command", action="store_true", help="do not time the whole results.main command")
+    parser.add_argument("--skip-command", action="store_true", help="do not time the whole results.py command")
     args = parser.parse_args(argv)
     command = " ".join(["python benchmarks/results_speed.py", *(sys.argv[1:] if argv is None else argv)])
 
@@ -348,7 +350,7 @@ def main(argv=None) -> None:
         e2e = end_to_end(predictors[PREDICTOR], photos, tmp / "cutouts", args.runs)
         wall, cpu = statistics.median(w for w, _ in e2e), statistics.median(c for _, c in e2e)
         print(
-            "   results.cut_out_photos, per photo: "
+            "   inference.cut_out_photos, per photo: "
             + ", ".join(f"{ms(w)} (CPU {ms(c)})" for w, c in e2e)
             + f"; median {ms(wall)} (CPU {ms(cpu)})"
         )
@@ -360,7 +362,7 @@ def main(argv=None) -> None:
                 model.save(model_path)
             command_s = whole_command(model_path, tmp / "photos", tmp / "command")
             print(
-                f"   results.main, the whole command (load, trace, {args.photos} photos, figure): {command_s:.1f} s; "
+                f"   results.py, the whole command (load, trace, {args.photos} photos, figure): {command_s:.1f} s; "
                 f"{command_s - wall * args.photos:.1f} s more than the photos alone"
             )
         few = photos[: args.piece_photos]
@@ -372,7 +374,7 @@ def main(argv=None) -> None:
         print(f"     {'sum':48} {ms(serial[0]):>9} {ms(serial[1]):>9}")
         compose, difference = compose_options(few, args.piece_rounds)
         print(f"   composing the RGBA cutout (max difference {difference} in alpha):")
-        base = compose["results.cutout"]
+        base = compose["compose.cutout"]
         for name, t in compose.items():
             print(f"     {name:48} {ms(t):>9}  x{base / t:.2f} speed")
         png = png_options(few, args.piece_rounds)

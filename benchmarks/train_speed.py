@@ -1,12 +1,15 @@
-"""Training throughput of the faithful U-net on this machine, and of its input pipeline.
+"""Training throughput of the U-net on this machine, and of its input pipeline.
 
-    python benchmarks/train_speed.py                 # all configurations, ~5 minutes on 2 cores
-    python benchmarks/train_speed.py --steps 3       # quicker, noisier
+    python benchmarks/train_speed.py                 # every option at width 1.0, three at 0.5 and 0.25
+    python benchmarks/train_speed.py --steps 3 --warmup 1 --configs fp32 "bfloat16 + fused BN"
+    python benchmarks/train_speed.py --widths 0.25   # one width only
 
-Prints images/s for the input pipeline alone (JPEG folder -> float batches, after the first
-pass fills the cache, and the first pass itself) and for training steps (128x128, batch 32)
-under several options, each in a fresh process, with the ratio to the float32 baseline.
-The baseline runs first and last: the two figures show how noisy the machine was.
+Prints the processor (model and its AVX2 / AVX-512 / bfloat16 / AMX flags: figures from
+machines of different classes are not comparable), images/s for the input pipeline alone
+(JPEG folder -> float batches, the first pass and then the cache) and for training steps
+(128x128, batch 32) under several options and network widths, each in a fresh process,
+with the ratio to float32 at the same width. Each width's float32 baseline runs first and
+last: the two figures show how noisy the machine was.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import hardware  # noqa: E402
+
 # name -> (train.py-style options, environment)
 CONFIGS = {
     "fp32": ({}, {}),
@@ -33,9 +38,11 @@ CONFIGS = {
     "bfloat16 + fused BN": ({"mixed_precision": True, "fused_batchnorm": True}, {}),
     "bfloat16 + fused BN, 1 inter-op thread": ({"mixed_precision": True, "fused_batchnorm": True, "inter_op": 1}, {}),
 }
+# The options measured at widths below 1.0 (the others are measured at full width only).
+NARROW_CONFIGS = ("fp32", "fp32 + fused BN", "bfloat16 + fused BN")
 
 
-def measure_training(options: dict, image_size: int, batch_size: int, steps: int, warmup: int) -> dict:
+def measure_training(options: dict, image_size: int, batch_size: int, steps: int, warmup: int, width: float) -> dict:
     """Images/s of model.fit steps on random data already in memory (no input cost)."""
     import keras
     import numpy as np
@@ -51,7 +58,9 @@ def measure_training(options: dict, image_size: int, batch_size: int, steps: int
     x = rng.random((batch_size, image_size, image_size, 3), dtype=np.float32)
     y = (rng.random((batch_size, image_size, image_size, 1)) > 0.5).astype(np.float32)
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-    model = unet.compile_unet(unet.build_unet((None, None, 3)), jit_compile=options.get("jit_compile", False))
+    model = unet.compile_unet(
+        unet.build_unet((None, None, 3), width=width), jit_compile=options.get("jit_compile", False)
+    )
     if options.get("fused_batchnorm"):
         unet.use_fused_batchnorm(model)
 
@@ -100,9 +109,10 @@ def measure_pipeline(split: Path, image_size: int, batch_size: int, batches: int
     return {"first_pass_images_per_s": count / first, "images_per_s": batches * batch_size / cached, "images": count}
 
 
-def run_child(name: str, args) -> dict:
+def run_child(name: str, width: float, args) -> dict:
     options, env = CONFIGS[name]
     cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    cmd += ["--widths", str(width)]
     cmd += ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if out.returncode:
@@ -116,17 +126,21 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6, help="measured training steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="steps before measuring (tracing, XLA compiling)")
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), help=f"any of: {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", nargs="*", default=None, help=f"any of: {', '.join(CONFIGS)}")
+    parser.add_argument("--widths", nargs="*", type=float, default=[1.0, 0.5, 0.25], help="network widths")
     parser.add_argument("--pipeline-images", type=int, default=512, help="JPEGs in the input-pipeline test")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
-        result = measure_training(CONFIGS[args.child][0], args.image_size, args.batch_size, args.steps, args.warmup)
+        options = CONFIGS[args.child][0]
+        result = measure_training(options, args.image_size, args.batch_size, args.steps, args.warmup, args.widths[0])
         print(json.dumps(result))
         return
 
-    print(f"benchmark: U-net {args.image_size}x{args.image_size}, batch {args.batch_size}, {os.cpu_count()} CPU cores")
+    cpu = hardware.cpu_info()
+    print(f"processor: {cpu.describe()}, {os.cpu_count()} cores; native bfloat16: {cpu.native_bfloat16}")
+    print(f"benchmark: U-net {args.image_size}x{args.image_size}, batch {args.batch_size}")
     with tempfile.TemporaryDirectory() as tmp:
         split = write_jpeg_split(Path(tmp) / "split", args.pipeline_images, args.image_size)
         pipe = json.loads(
@@ -151,26 +165,30 @@ def main(argv=None) -> None:
         f"(decoding {pipe['images']} 640x480 JPEGs), {pipe['images_per_s']:.0f} images/s from the cache"
     )
 
-    names = [n for n in args.configs if n != "fp32"]
-    order = ["fp32", *names, "fp32"]
-    results = []
-    for name in order:
-        result = run_child(name, args)
-        results.append((name, result))
-        shown = f"{result['images_per_s']:.2f} images/s" if "error" not in result else result["error"]
-        print(f"  measured {name}: {shown}", flush=True)
-    base = [r["images_per_s"] for n, r in results if n == "fp32" and "error" not in r]
-    baseline = sum(base) / len(base)
-    print("\n| training option | images/s | x fp32 |\n|---|---|---|")
-    for name, result in results:
+    rows = []
+    for width in args.widths:
+        configs = args.configs or (list(CONFIGS) if width == 1.0 else list(NARROW_CONFIGS))
+        order = ["fp32", *[n for n in configs if n != "fp32"], "fp32"]
+        for name in order:
+            result = run_child(name, width, args)
+            rows.append((width, name, result))
+            shown = f"{result['images_per_s']:.2f} images/s" if "error" not in result else result["error"]
+            print(f"  measured width {width} {name}: {shown}", flush=True)
+    print(f"\n{cpu.describe()}\n\n| width | training option | images/s | x fp32 (same width) |\n|---|---|---|---|")
+    for width, name, result in rows:
+        base = [r["images_per_s"] for w, n, r in rows if w == width and n == "fp32" and "error" not in r]
+        baseline = sum(base) / len(base)
         if "error" in result:
-            print(f"| {name} | failed: {result['error'][:60]} | |")
+            print(f"| {width} | {name} | failed: {result['error'][:60]} | |")
         else:
-            print(f"| {name} | {result['images_per_s']:.2f} | {result['images_per_s'] / baseline:.2f} |")
-    print(
-        f"\ninput pipeline / fp32 training: {pipe['images_per_s'] / baseline:.0f}x (cached), "
-        f"{pipe['first_pass_images_per_s'] / baseline:.0f}x (first pass)"
-    )
+            print(f"| {width} | {name} | {result['images_per_s']:.2f} | {result['images_per_s'] / baseline:.2f} |")
+    full = [r["images_per_s"] for w, n, r in rows if w == 1.0 and n == "fp32" and "error" not in r]
+    if full:
+        baseline = sum(full) / len(full)
+        print(
+            f"\ninput pipeline / fp32 training at width 1.0: {pipe['images_per_s'] / baseline:.0f}x (cached), "
+            f"{pipe['first_pass_images_per_s'] / baseline:.0f}x (first pass)"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
 import images
+import train
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "demo.ipynb"
@@ -43,10 +44,19 @@ def test_notebook_is_valid_and_has_no_outputs():
         assert name in params.source
     # The notebook calls the project's functions; it has no model, data or plotting code of its own.
     source = "\n".join(cell.source for cell in code)
-    for own_code in ("Conv2D", "keras.layers", "tf.data.Dataset", "def build_unet", "plt.subplots", "model.fit"):
+    for own_code in (
+        "Conv2D",
+        "keras.layers",
+        "tf.data.Dataset",
+        "def build_unet",
+        "subplots",
+        "model.fit",
+        "predictor(",
+    ):
         assert own_code not in source, own_code
-    calls = ("coco.main(", "train.main(", "train.plot_curves(", "results.plot_predictions(", "results.cut_out_photos(")
+    calls = ("coco.main(", "train.train(", "figures.plot_curves(", "figures.plot_split(", "inference.cut_out_photos(")
     assert all(call in source for call in calls)
+    assert "import results" not in source  # the notebook uses the library modules, not the script
 
 
 def python_kernel(spec_root):
@@ -92,7 +102,7 @@ def test_notebook_runs_headless_in_quick_mode(tmp_path):
     assert len(runs) == 1
     run = runs[0].parent
     options = json.loads((run / "config.json").read_text())["options"]
-    assert (options["epochs"], options["steps_per_epoch"], options["demo"]) == (1, 3, True)
+    assert (options["epochs"], options["steps_per_epoch"], options["width"]) == (1, 3, train.DEMO.width)
     for figure in ("curves.png", "notebook_predictions.png"):
         assert (run / figure).read_bytes()[:4] == PNG, figure
     cutouts = sorted((repo / "cutouts").glob("*.png"))

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import compose
+import images
 import results
 
 
@@ -124,28 +126,31 @@ def test_hard_mask_background_colour_and_jpeg(tmp_path, red_model):
     assert np.abs(out[:, :40] - (255, 0, 0)).max() < 40  # the person kept
 
 
-@pytest.mark.parametrize("background", ["blur", "#00ff00", "0,0,255", "other.png"])
-def test_other_backgrounds(tmp_path, red_model, background):
-    photo = tmp_path / "p.png"
-    cv2.imwrite(str(photo), cv2.cvtColor(half_red(64, 96), cv2.COLOR_RGB2BGR))
+@pytest.mark.parametrize(
+    "background, expected",
+    [("#00ff00", (0, 255, 0)), ("0,0,255", (0, 0, 255)), ("other.png", (128, 128, 128)), ("blur", None)],
+)
+def test_other_backgrounds_replace_the_background(tmp_path, red_model, background, expected):
+    # The person (red, left) on a noisy background (right): blur must smooth the noise away.
+    photo = half_red(64, 96)
+    noise = np.random.default_rng(0).integers(0, 120, (64, 48, 3), dtype=np.uint8)
+    noise[..., 0] //= 8  # hardly red: the model's p < 0.02 there
+    photo[:, 48:] = noise
+    cv2.imwrite(str(tmp_path / "p.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "other.png"), np.full((30, 50, 3), 128, np.uint8))
     if background == "other.png":
         background = str(tmp_path / "other.png")
-    assert (
-        run(
-            "--model",
-            red_model,
-            "--out-dir",
-            tmp_path / "o",
-            "--figure",
-            tmp_path / "f.png",
-            "--background",
-            background,
-            photo,
-        )
-        == 0
-    )
-    assert cv2.imread(str(tmp_path / "o" / "p.png")).shape == (64, 96, 3)
+    args = ["--model", red_model, "--out-dir", tmp_path / "o", "--figure", tmp_path / "f.png"]
+    assert run(*args, "--background", background, tmp_path / "p.png") == 0
+    out = cv2.imread(str(tmp_path / "o" / "p.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (64, 96, 3)  # composited: no alpha channel left
+    out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB).astype(int)
+    assert np.abs(out[:, :40] - (255, 0, 0)).max() < 40  # the person kept
+    back = out[:, 56:]
+    if expected is not None:
+        assert np.abs(back - expected).max() <= 6
+    else:  # blurred: the noise (std ~35) is smoothed away, its mean kept
+        assert back.std(axis=(0, 1)).max() < 12 and abs(back.mean() - noise.mean()) < 15
 
 
 def test_never_overwrites_without_being_asked(tmp_path, red_model, capsys):
@@ -219,12 +224,12 @@ def test_cutout_of_a_large_photo_keeps_its_resolution():
     photo = half_red(3000, 4000)
     prob = np.zeros((128, 128), np.float32)
     prob[:, :64] = 1.0
-    cut = results.cutout(photo, prob)
+    cut = compose.cutout(photo, prob)
     assert cut.shape == (3000, 4000, 4) and cut.dtype == np.uint8
     assert cut[:, :1900, 3].min() == 255 and cut[:, 2100:, 3].max() == 0
-    assert results.thumbnail(photo).shape == (192, 256, 3)
+    assert images.thumbnail(photo).shape == (192, 256, 3)
 
 
 def test_encoded_image_round_trip():
-    buffer = io.BytesIO(results.images.encode(np.zeros((4, 4, 4), np.uint8), ".png"))
+    buffer = io.BytesIO(images.encode(np.zeros((4, 4, 4), np.uint8), ".png"))
     assert Image.open(buffer).mode == "RGBA"

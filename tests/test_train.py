@@ -1,8 +1,15 @@
-"""train.py: artifacts, resume, Ctrl-C, NaN, bad input and multi-device training, on tiny data."""
+"""train.py: the config, artifacts, resume, Ctrl-C, NaN, precision, bad input and multi-device training.
+
+Every run here trains a quarter-width network (1/16 of the original's compute) on tiny
+data: what is tested is the bookkeeping, not the width (test_model.py keeps width 1.0).
+"""
 
 import csv
+import dataclasses
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,10 +19,15 @@ import keras
 import numpy as np
 import pytest
 
+import hardware
+import model as unet
 import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--image-size", "64", "--batch-size", "4", "--steps-per-epoch", "3", "--verbose", "0"]
+TINY = dict(image_size=64, batch_size=4, steps_per_epoch=3, verbose=0, width=0.25)
+TINY_ARGV = ["--image-size", "64", "--batch-size", "4", "--steps-per-epoch", "3", "--verbose", "0", "--width", "0.25"]
+SLOW_CPU = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+FAST_CPU = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16\n"
 
 
 def history(run_dir):
@@ -23,23 +35,158 @@ def history(run_dir):
         return list(csv.DictReader(f))
 
 
+def tiny_config(tiny_data, runs, **changes):
+    return train.TrainConfig(data_dir=str(tiny_data), runs_dir=str(runs), **{**TINY, **changes})
+
+
+# ---------------------------------------------------------------------------- the config
+
+
+def test_defaults_are_the_original_recipe():
+    c = train.TrainConfig()
+    assert (c.epochs, c.steps_per_epoch, c.batch_size, c.learning_rate) == (50, 300, 32, 0.002)
+    assert (c.image_size, c.width, c.seed, c.validation_steps) == (128, 1.0, 1, 10)
+    assert (c.decay_steps, c.decay_rate, c.schedule, c.loss) == (300, 0.98, "exponential", "bce")
+    assert (c.mixed_precision, c.augment, c.precise_bn, c.fused_batchnorm) == ("off", False, 0, False)
+    assert c.learning_rate == unet.LEARNING_RATE and c.decay_steps == unet.DECAY_STEPS
+    config, resume_dir, given = train.parse_args([])
+    assert config == c and resume_dir is None and given == {}
+
+
+def test_every_option_is_on_the_command_line():
+    parser = train.make_parser()
+    flags = {s for action in parser._actions for s in action.option_strings}
+    for f in dataclasses.fields(train.TrainConfig):
+        assert "--" + f.name.replace("_", "-") in flags, f.name
+    config, _, given = train.parse_args(
+        ["--width", "0.5", "--augment", "--mixed-precision", "--schedule", "cosine", "--no-fused-batchnorm"]
+    )
+    assert (config.width, config.augment, config.mixed_precision, config.schedule) == (0.5, True, "auto", "cosine")
+    assert given == {
+        "width": 0.5,
+        "augment": True,
+        "mixed_precision": "auto",
+        "schedule": "cosine",
+        "fused_batchnorm": False,
+    }
+    assert train.parse_args(["--mixed-precision", "force"])[0].mixed_precision == "force"
+
+
+def test_config_round_trips_and_old_configs_load():
+    c = train.TrainConfig(width=0.5, augment=True, name="x")
+    assert train.TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    # A config.json written before the width and precision modes existed (a real one).
+    old = json.loads((ROOT / "tests" / "data" / "config_v1.json").read_text())["options"]
+    assert "width" not in old and old["mixed_precision"] is True and "demo" in old
+    loaded = train.TrainConfig.from_dict(old)
+    assert loaded.width == 1.0 and loaded.mixed_precision == "auto" and loaded.precise_bn == 1
+    with pytest.raises(train.ConfigError, match="unknown option"):
+        train.TrainConfig.from_dict({**old, "colour": "red"})
+
+
+def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
+    config, _, given = train.parse_args(["--demo", "--epochs", "2", "--runs-dir", str(tmp_path)])
+    assert config == train.DEMO.replace(epochs=2, runs_dir=str(tmp_path)) and given == {
+        "epochs": 2,
+        "runs_dir": str(tmp_path),
+    }
+    assert config.width < 1 and config.data_dir == "data-sample" and config.name == "demo"
+    (tmp_path / "demo").mkdir()  # a second demo does not overwrite the first
+    assert train.parse_args(["--demo", "--runs-dir", str(tmp_path)])[0].name == "demo-2"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--image-size", "100"], "--image-size must be a positive multiple of 32"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--width", "0"], r"--width must be in \(0, 4\]"),
+        (["--distribute", "ring"], "invalid choice: 'ring'"),
+        (["--mixed-precision", "always"], "invalid choice: 'always'"),
+        (
+            ["--schedule", "cosine", "--warmup-steps", "50", "--epochs", "1", "--steps-per-epoch", "50"],
+            "--warmup-steps",
+        ),
+        (["--precise-bn", "4", "--distribute", "mirrored"], "--precise-bn works without --distribute only"),
+    ],
+)
+def test_bad_option_values_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("train.py: error:")
+    assert re.search(message, err[-1])
+
+
+def test_bad_values_from_python_are_errors_too():
+    with pytest.raises(train.ConfigError, match="--loss must be one of"):
+        train.TrainConfig(loss="dice")
+
+
+# ---------------------------------------------------------------------------- precision
+
+
+def test_precision_follows_the_processor(tmp_path):
+    slow, fast = tmp_path / "slow", tmp_path / "fast"
+    slow.write_text(SLOW_CPU)
+    fast.write_text(FAST_CPU)
+    slow_cpu, fast_cpu = hardware.cpu_info(slow), hardware.cpu_info(fast)
+    assert slow_cpu.model == "AMD EPYC" and slow_cpu.native_bfloat16 is False and fast_cpu.native_bfloat16 is True
+    assert "avx512_bf16" in fast_cpu.describe() and "avx2" in slow_cpu.describe()
+    choose = hardware.choose_precision
+    assert choose("auto", False, fast_cpu)[0] == "mixed_bfloat16"
+    policy, reason = choose("auto", False, slow_cpu)
+    assert policy == "float32" and "no native bfloat16" in reason and "--mixed-precision force" in reason
+    assert choose("force", False, slow_cpu)[0] == "mixed_bfloat16"
+    assert choose("auto", True, slow_cpu)[0] == "mixed_float16"  # a GPU: float16
+    assert choose("off", True, fast_cpu)[0] == "float32"
+    assert choose("auto", False, hardware.cpu_info(tmp_path / "none"))[0] in ("float32", "mixed_bfloat16")
+
+
+def test_mixed_precision_on_a_cpu_without_bfloat16_trains_in_float32(tiny_data, tmp_path, monkeypatch, capsys):
+    (tmp_path / "cpuinfo").write_text(SLOW_CPU)
+    monkeypatch.setattr(hardware, "CPUINFO", tmp_path / "cpuinfo")
+    keras.mixed_precision.set_global_policy("mixed_float16")  # the caller's policy
+    try:
+        config = tiny_config(tiny_data, tmp_path / "runs", name="r", epochs=1, mixed_precision="auto")
+        summary = train.train(config)
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"  # restored
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if line.startswith("train.py: note: --mixed-precision")]
+    assert len(notes) == 1 and "no native bfloat16" in notes[0]
+    saved = json.loads((Path(summary["run_dir"]) / "config.json").read_text())
+    assert saved["precision"] == "float32" and "no native bfloat16" in saved["precision_reason"]
+    assert saved["options"]["mixed_precision"] == "auto" and "avx2" in saved["cpu"]
+    model = keras.saving.load_model(Path(summary["run_dir"]) / "last.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+
+
+# ---------------------------------------------------------------------------- runs
+
+
 def test_a_short_run_writes_every_artifact(tiny_data, tmp_path, capsys):
     runs = tmp_path / "runs"
-    args = ["--data-dir", tiny_data, "--runs-dir", runs, "--name", "r", "--epochs", "4", *TINY]
-    assert train.main([str(a) for a in args]) == 0
+    argv = ["--data-dir", str(tiny_data), "--runs-dir", str(runs), "--name", "r", "--epochs", "4", *TINY_ARGV]
+    assert train.main(argv) == 0
     run = runs / "r"
     assert {p.name for p in run.iterdir()} == {
-        "config.json", "state.json", "last.keras", "best.keras", "history.csv", "curves.png", "test_metrics.json"
+        "config.json", "state.json", "last.keras", "best.keras", "history.csv", "curves.png",
+        "test_metrics.json", "test_predictions.png",
     }  # fmt: skip
     config = json.loads((run / "config.json").read_text())
-    assert config["options"]["epochs"] == 4 and config["options"]["seed"] == 1
+    assert train.TrainConfig.from_dict(config["options"]) == tiny_config(tiny_data, runs, name="r", epochs=4)
     assert config["versions"]["keras"] == keras.__version__ and config["train_images"] == 12
+    assert config["precision"] == "float32"
     rows = history(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert {"loss", "accuracy", "seed_iou", "iou", "val_loss", "val_iou", "learning_rate"} <= set(rows[0])
     losses = [float(r["loss"]) for r in rows]
     assert losses[-1] < losses[0]  # the loss falls
-    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    for png in ("curves.png", "test_predictions.png"):
+        assert (run / png).read_bytes()[:4] == b"\x89PNG"
     test = json.loads((run / "test_metrics.json").read_text())
     assert set(test) >= {"accuracy", "iou", "seed_iou"} and test["images"] == 4
     state = json.loads((run / "state.json").read_text())
@@ -48,9 +195,10 @@ def test_a_short_run_writes_every_artifact(tiny_data, tmp_path, capsys):
     assert state["best_epoch"] == int(best["epoch"])
     out = capsys.readouterr().out
     assert out.count("train.py configuration:") == 1 and "test (4 images)" in out
-    # The saved model is trained, compiled, at the right step.
+    # The saved model is trained, compiled, at the right step, at the chosen width.
     model = keras.saving.load_model(run / "last.keras")
     assert int(model.optimizer.iterations) == 12
+    assert model.count_params() == unet.build_unet(width=0.25).count_params()
 
 
 class StopAt(keras.callbacks.Callback):
@@ -68,12 +216,11 @@ class StopAt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_ctrl_c_saves_and_resume_continues_at_the_right_epoch_and_step(tiny_data, tmp_path, capsys):
+def test_ctrl_c_saves_and_resume_continues_at_the_right_epoch_step_and_rate(tiny_data, tmp_path, capsys):
     runs = tmp_path / "runs"
-    args = train.parse_args(
-        [str(a) for a in ["--data-dir", tiny_data, "--runs-dir", runs, "--name", "r", "--epochs", "3", *TINY]]
-    )
-    summary = train.train(args, extra_callbacks=[StopAt(epoch=1, step=1)])  # 2nd step of the 2nd epoch
+    decay = dict(decay_steps=2, decay_rate=0.5)
+    config = tiny_config(tiny_data, runs, name="r", epochs=3, **decay)
+    summary = train.train(config, callbacks=[StopAt(epoch=1, step=1)])  # 2nd step of the 2nd epoch
     assert summary["interrupted"]
     run = runs / "r"
     state = json.loads((run / "state.json").read_text())
@@ -83,67 +230,58 @@ def test_ctrl_c_saves_and_resume_continues_at_the_right_epoch_and_step(tiny_data
 
     # Resuming: options come from config.json; epoch 2 finishes its last step, then epoch 3.
     assert train.main(["--resume", str(run), "--verbose", "0"]) == 0
-    out = capsys.readouterr().out
-    assert "resuming after epoch 1, step 5" in out
+    assert re.search(r"resuming +after epoch 1, step 5", capsys.readouterr().out)
     state = json.loads((run / "state.json").read_text())
     assert (state["epochs_done"], state["iterations"]) == (3, 9)
-    model = keras.saving.load_model(run / "last.keras")
-    assert int(model.optimizer.iterations) == 9
+    assert int(keras.saving.load_model(run / "last.keras").optimizer.iterations) == 9
     rows = history(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # the history continues
-    assert float(rows[0]["learning_rate"]) == pytest.approx(0.002)
+    # The schedule kept its position: 9 steps, halving every 2 steps.
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.002 * 0.5)
+    assert float(rows[-1]["learning_rate"]) == pytest.approx(0.002 * 0.5**4)
 
-    # A finished run can be extended; a fixed option cannot change.
+    # A finished run can be extended (and config.json says so); a fixed option cannot change.
+    assert train.resume(run, epochs=4)["state"]["epochs_done"] == 4
+    assert json.loads((run / "config.json").read_text())["options"]["epochs"] == 4
     assert train.main(["--resume", str(run), "--batch-size", "8"]) == 2
     assert "--batch-size cannot change on --resume" in capsys.readouterr().err
 
 
-def test_learning_rate_schedule_position_survives_resume(tiny_data, tmp_path):
-    runs = tmp_path / "runs"
-    base = ["--data-dir", tiny_data, "--runs-dir", runs, *TINY, "--decay-steps", "2", "--decay-rate", "0.5"]
-    args = train.parse_args([str(a) for a in [*base, "--name", "r", "--epochs", "2"]])
-    train.train(args, extra_callbacks=[StopAt(epoch=1, step=0)])
-    assert train.main(["--resume", str(runs / "r"), "--verbose", "0"]) == 0
-    assert train.main([str(a) for a in [*base, "--name", "straight", "--epochs", "2"]]) == 0
-    resumed, straight = history(runs / "r"), history(runs / "straight")
-    # 6 steps, halving every 2 steps: 0.002 * 0.5**3 at the end, either way.
-    assert float(resumed[-1]["learning_rate"]) == pytest.approx(0.002 * 0.5**3)
-    assert float(straight[-1]["learning_rate"]) == pytest.approx(0.002 * 0.5**3)
+def test_a_run_folder_from_before_the_config_resumes(tiny_data, tmp_path):
+    """config.json as the first release wrote it (no width, mixed_precision a flag, a demo key)."""
+    old = json.loads((ROOT / "tests" / "data" / "config_v1.json").read_text())
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    # As written then, with this test's paths; the model below is narrow only to keep the test fast.
+    old["options"].update(data_dir=str(tiny_data), runs_dir=str(tmp_path / "runs"), image_size=64)
+    (run / "config.json").write_text(json.dumps(old))
+    (run / "state.json").write_text(
+        json.dumps({"epochs_done": 1, "iterations": 2, "step_in_epoch": 0, "best_val_iou": 0.5, "best_epoch": 1})
+    )
+    model = unet.build_unet((None, None, 3), width=0.25)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[keras.metrics.BinaryIoU([1], name="iou")])
+    x = np.zeros((4, 64, 64, 3), np.float32)
+    model.fit(x, x[..., :1], batch_size=2, epochs=1, verbose=0)  # 2 steps, as state.json says
+    model.save(run / "last.keras")
+    summary = train.resume(run, epochs=2, verbose=0)
+    assert summary["state"]["epochs_done"] == 2 and summary["state"]["iterations"] == 2 + 2
+    assert json.loads((run / "config.json").read_text())["options"]["mixed_precision"] == "auto"
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch, capsys):
-    import model as unet
-
     compile_unet = unet.compile_unet
 
     def compile_with_nan_loss(model, **kwargs):
         compile_unet(model, **kwargs)
-        model.compile(
-            optimizer=model.optimizer, loss=lambda y, p: keras.ops.mean(p) * np.nan, metrics=unet.make_metrics()
-        )
+        model.compile(optimizer=model.optimizer, loss=lambda y, p: keras.ops.mean(p) * np.nan)
         return model
 
     monkeypatch.setattr(unet, "compile_unet", compile_with_nan_loss)
-    args = ["--data-dir", tiny_data, "--runs-dir", tmp_path, "--name", "r", "--epochs", "2", *TINY]
-    assert train.main([str(a) for a in args]) == 1
+    argv = ["--data-dir", str(tiny_data), "--runs-dir", str(tmp_path), "--name", "r", "--epochs", "2", *TINY_ARGV]
+    assert train.main(argv) == 1
     err = capsys.readouterr().err
     assert "the loss became NaN at epoch 1, step 1" in err and "no checkpoint was written" in err
     assert not (tmp_path / "r" / "last.keras").exists()
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--image-size", "100"], "--image-size must be a positive multiple of 32"),
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--distribute", "ring"], "invalid choice: 'ring'"),
-    ],
-)
-def test_bad_option_values_are_one_line_errors(argv, message, capsys):
-    with pytest.raises(SystemExit) as e:
-        train.parse_args(argv)
-    assert e.value.code == 2
-    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -155,17 +293,65 @@ def test_missing_or_empty_data_says_what_to_run(tmp_path, make, capsys):
     assert train.main(["--data-dir", str(data_dir), "--runs-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "python coco.py" in err and "--demo" in err
+    assert "python coco.py" in err and "--sample" in err
     assert not (tmp_path / "runs").exists()
 
 
 def test_an_existing_run_name_is_never_overwritten(tiny_data, tmp_path, capsys):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "mine.txt").write_text("keep")
-    args = ["--data-dir", tiny_data, "--runs-dir", tmp_path, "--name", "r", *TINY]
-    assert train.main([str(a) for a in args]) == 2
+    argv = ["--data-dir", str(tiny_data), "--runs-dir", str(tmp_path), "--name", "r", *TINY_ARGV]
+    assert train.main(argv) == 2
     assert "already exists" in capsys.readouterr().err
     assert (tmp_path / "r" / "mine.txt").read_text() == "keep"
+
+
+# ---------------------------------------------------------------------------- improved-recipe options
+
+
+def test_improved_recipe_options_take_effect(tiny_data, tmp_path):
+    config = tiny_config(
+        tiny_data, tmp_path, name="i", epochs=3, augment=True, loss="bce_dice", schedule="cosine",
+        warmup_steps=2, mixed_precision="force", fused_batchnorm=True, precise_bn=2,
+    )  # fmt: skip
+    summary = train.train(config)
+    rates = [float(r["learning_rate"]) for r in history(tmp_path / "i")]
+    assert rates[-1] == pytest.approx(0.0, abs=1e-9) and rates[0] > rates[1] > 0  # the cosine reaches 0
+    model = keras.saving.load_model(tmp_path / "i" / "best.keras")
+    assert model.loss.__name__ == "bce_dice"
+    assert model.get_layer("down1_conv1").dtype_policy.name == "mixed_bfloat16"  # forced
+    assert summary["test"]["images"] == 4
+
+
+def test_augment_changes_the_training_batches_only(tiny_data, tmp_path):
+    plain = train.make_datasets(tiny_config(tiny_data, tmp_path), 0)
+    augmented = train.make_datasets(tiny_config(tiny_data, tmp_path, augment=True), 0)
+    x_plain, y_plain = next(iter(plain.train))
+    x_aug, y_aug = next(iter(augmented.train))
+    assert x_plain.shape == x_aug.shape and y_plain.shape == y_aug.shape
+    assert not np.array_equal(x_plain, x_aug) and not np.array_equal(y_plain, y_aug)
+    for a, b in zip(plain.val, augmented.val, strict=True):  # validation is never augmented
+        assert np.array_equal(a[0], b[0])
+
+
+def test_precise_bn_changes_the_moving_statistics_and_nothing_else(tiny_data, tmp_path):
+    datasets = train.make_datasets(tiny_config(tiny_data, tmp_path, precise_bn=2), 0)
+    model = train.build_model(tiny_config(tiny_data, tmp_path), train.make_strategy("none"))
+    model.fit(datasets.train, steps_per_epoch=2, epochs=1, verbose=0)
+    before = {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
+    iterations = int(model.optimizer.iterations)
+    callback = train.PreciseBN(datasets.calibration, 2)
+    callback.set_model(model)
+    callback.on_test_begin()
+    after = {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
+    changed = {path for path in before if not np.array_equal(before[path], after[path])}
+    moving = {v.path for v in model.non_trainable_variables if "moving_" in v.path}
+    assert changed and changed <= moving  # only BatchNorm moving statistics changed
+    assert int(model.optimizer.iterations) == iterations
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout) and layer.rate]  # restored
+
+
+# ---------------------------------------------------------------------------- several devices
 
 
 def run_script(code, *args, env=None, timeout=600):
@@ -188,23 +374,10 @@ def test_mirrored_training_on_two_logical_cpus(tiny_data, tmp_path):
         "import train\n"
         "sys.exit(train.main(sys.argv[1:]))\n"
     )
-    out = run_script(
-        code,
-        "--data-dir",
-        tiny_data,
-        "--runs-dir",
-        tmp_path,
-        "--name",
-        "m",
-        "--distribute",
-        "mirrored",
-        "--epochs",
-        "2",
-        *TINY,
-    )
+    argv = ["--data-dir", tiny_data, "--runs-dir", tmp_path, "--name", "m", "--distribute", "mirrored"]
+    out = run_script(code, *argv, "--epochs", "2", *TINY_ARGV)
     assert out.returncode == 0, out.stderr[-2000:]
-    config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert config["devices"] == 2
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["devices"] == 2
     assert [int(r["epoch"]) for r in history(tmp_path / "m")] == [1, 2]
     assert (tmp_path / "m" / "best.keras").is_file()
 
@@ -222,70 +395,27 @@ def free_ports(n):
 def test_multiworker_training_with_two_local_workers(tiny_data, tmp_path):
     workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     code = "import sys, train\nsys.exit(train.main(sys.argv[1:]))\n"
-    args = [
-        "--data-dir",
-        tiny_data,
-        "--runs-dir",
-        tmp_path,
-        "--name",
-        "w",
-        "--distribute",
-        "multiworker",
-        "--epochs",
-        "2",
-        *TINY,
-    ]
+    argv = ["--data-dir", tiny_data, "--runs-dir", tmp_path, "--name", "w", "--distribute", "multiworker"]
+    argv = [str(a) for a in [*argv, "--epochs", "2", *TINY_ARGV]]
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": tf_config}
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-c", code, *map(str, args)],
+                [sys.executable, "-c", code, *argv],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-            )
+            )  # fmt: skip
         )
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
-    config = json.loads((tmp_path / "w" / "config.json").read_text())
-    assert config["devices"] == 2
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["devices"] == 2
     assert [int(r["epoch"]) for r in history(tmp_path / "w")] == [1, 2]
     assert (tmp_path / "w" / "best.keras").is_file()
     assert not list((tmp_path / "w").glob(".worker-*")), "a worker's scratch folder was left behind"
-
-
-def test_improved_recipe_options(tiny_data, tmp_path):
-    args = ["--data-dir", tiny_data, "--runs-dir", tmp_path, "--name", "i", "--epochs", "3", *TINY]
-    args += ["--augment", "--loss", "bce_dice", "--schedule", "cosine", "--warmup-steps", "2"]
-    args += ["--mixed-precision", "--fused-batchnorm", "--precise-bn", "2"]
-    assert train.main([str(a) for a in args]) == 0
-    options = json.loads((tmp_path / "i" / "config.json").read_text())["options"]
-    assert options["augment"] and options["loss"] == "bce_dice" and options["schedule"] == "cosine"
-    rates = [float(r["learning_rate"]) for r in history(tmp_path / "i")]
-    assert rates[-1] == pytest.approx(0.0, abs=1e-9) and rates[0] > rates[1] > 0  # the cosine reaches 0
-    model = keras.saving.load_model(tmp_path / "i" / "best.keras")
-    assert model.loss.__name__ == "bce_dice"
-    assert json.loads((tmp_path / "i" / "test_metrics.json").read_text())["images"] == 4
-
-
-def test_cosine_warmup_must_fit_in_the_run(capsys):
-    with pytest.raises(SystemExit) as e:
-        train.parse_args(["--schedule", "cosine", "--warmup-steps", "50", "--epochs", "1", "--steps-per-epoch", "50"])
-    assert e.value.code == 2 and "--warmup-steps must be" in capsys.readouterr().err
-
-
-def test_a_shortened_demo_shortens_its_warmup():
-    args = train.parse_args(["--demo", "--epochs", "1", "--steps-per-epoch", "3"])
-    assert args.schedule == "cosine" and args.warmup_steps == 0 and args.data_dir == "data-sample"
-    assert train.parse_args(["--demo"]).warmup_steps == train.DEMO["warmup_steps"]
-
-
-def test_precise_bn_needs_a_single_process(capsys):
-    with pytest.raises(SystemExit):
-        train.parse_args(["--precise-bn", "4", "--distribute", "mirrored"])
-    assert "--precise-bn works without --distribute only" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "w")

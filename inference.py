@@ -1,0 +1,206 @@
+"""Using a trained model: load it for inference, predict batches, cut people out, score a split.
+
+    model = load_model("runs/demo/best.keras")     # checked, float32, ready to predict
+    predictor = Predictor(model, model_size(model))
+    probs = predictor(batch_of_squashed_photos)     # (n, size, size) probabilities
+
+Inference follows the original: squash the photo to the model's input size
+(``images.load_photo``, the preprocessing training used), scale to [0, 1], predict. The
+probability map is then upsampled to the photo's size for the cutout (compose.py).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+import images
+import metrics
+
+DEFAULT_SIZE = 128  # the original's input size, for models that accept any size
+
+
+class ModelError(ValueError):
+    """A --model that is missing, not a Keras model, or has the wrong shapes."""
+
+
+def as_float32(model):
+    """The model with every layer computing in float32 (the same weights).
+
+    A model trained under a mixed-precision policy keeps that policy when it is saved and
+    reloaded, and would predict in bfloat16 (emulated, and slow, on most CPUs) or float16.
+    """
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float32"
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def load_model(path: str | Path):
+    """Loads a U-net .keras file for inference (safe_mode, not compiled, float32) and checks its shapes.
+
+    Raises:
+        ModelError: one line naming the file and what is wrong.
+    """
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"--model {path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"--model {path}: not a Keras model file (.keras)")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a bad file; all mean the same here
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"--model {path}: cannot load it as a Keras model ({reason[:200]})") from None
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"--model {path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+    in_shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
+    if len(in_shape) != 4 or in_shape[-1] != 3 or len(out_shape) != 4 or out_shape[-1] != 1:
+        raise ModelError(
+            f"--model {path}: expected images (batch, height, width, 3) -> masks (batch, height, width, 1), "
+            f"found {in_shape} -> {out_shape}"
+        )
+    return as_float32(model)
+
+
+def model_size(model, size: int | None = None) -> int:
+    """The input size to use: ``size`` if given, else the model's fixed size, else 128."""
+    height, width = model.inputs[0].shape[1:3]
+    if size is None:
+        return height if height is not None and height == width else DEFAULT_SIZE
+    try:
+        images.check_size(size, "--size")
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+    if height is not None and (height, width) != (size, size):
+        raise ModelError(f"--size {size}: this model takes {height}x{width} inputs only")
+    return size
+
+
+class Predictor:
+    """Runs the model on batches of squashed photos, as a traced tf.function.
+
+    Calling the model through one ``tf.function`` avoids ``model.predict``'s per-call setup,
+    which dominates the time of a single small image.
+    """
+
+    def __init__(self, model, image_size: int = DEFAULT_SIZE):
+        import tensorflow as tf
+
+        self.model, self.image_size = model, image_size
+        self._tf = tf
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """(n, size, size, 3) uint8 or [0, 1] float -> (n, size, size) float32 probabilities."""
+        x = self._tf.convert_to_tensor(batch)
+        if x.dtype == self._tf.uint8:
+            x = self._tf.cast(x, self._tf.float32) / 255.0
+        return self._forward(x).numpy()[..., 0].astype(np.float32)
+
+
+def _read(path: Path):
+    try:
+        return images.read_rgb(path)
+    except images.ImageReadError as e:
+        return e
+
+
+def cut_out_photos(
+    predictor: Predictor,
+    photos: list[Path],
+    outputs: list[Path],
+    render: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[list[dict], list[str]]:
+    """Predicts every photo in batches and writes ``render(photo, prob)`` to its output file.
+
+    Photos are read in a background thread while the model runs, and written in another;
+    only thumbnails are kept, so a folder of large photos does not fill the memory.
+
+    Args:
+        predictor: the model.
+        photos: photo files; outputs: one file per photo (its suffix picks the format).
+        render: (full-size RGB photo, probability map) -> the image to write, e.g.
+            ``lambda photo, prob: compose.cutout(photo, prob)``.
+        batch_size: photos per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        (rows, failures): per written photo a dict with 'name', 'photo' (thumbnail) and
+        'prob' (model-size probabilities); and one message per photo that failed.
+    """
+    from tqdm import tqdm
+
+    rows, failures = [], []
+    chunks = [list(range(i, min(i + batch_size, len(photos)))) for i in range(0, len(photos), batch_size)]
+    bar = tqdm(total=len(photos), desc="cutting out", unit="photo", disable=None if progress else True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = [pool.submit(_read, photos[i]) for i in chunks[0]] if chunks else []
+        for k, chunk in enumerate(chunks):
+            loaded = [f.result() for f in pending]
+            pending = [pool.submit(_read, photos[i]) for i in chunks[k + 1]] if k + 1 < len(chunks) else []
+            failures += [str(photo) for photo in loaded if isinstance(photo, Exception)]
+            good = [(i, photo) for i, photo in zip(chunk, loaded, strict=True) if not isinstance(photo, Exception)]
+            bar.update(len(chunk) - len(good))
+            if not good:
+                continue
+            probs = predictor(np.stack([images.squash(photo, predictor.image_size) for _, photo in good]))
+            writes = []
+            for (i, photo), prob in zip(good, probs, strict=True):
+                data = images.encode(render(photo, prob), outputs[i].suffix, quality=95)
+                writes.append(pool.submit(images.write_atomic, outputs[i], data))
+                rows.append({"name": photos[i].name, "photo": images.thumbnail(photo), "prob": prob})
+            for w in writes:  # at most one batch of encoded cutouts waits in memory
+                w.result()
+            bar.update(len(good))
+    bar.close()
+    return rows, failures
+
+
+def evaluate(predictor: Predictor, split_dir: str | Path, batch_size: int = 32) -> dict:
+    """accuracy, iou, seed_iou and each photo's IoU over a whole split, with the training pipeline.
+
+    ``iou`` pools every pixel of the split; ``seed_iou`` is the original's metric,
+    averaged over batches of ``batch_size`` as Keras did (metrics.py has the definitions).
+
+    Returns:
+        {'accuracy', 'iou', 'seed_iou', 'images', 'per_image'}: 'per_image' lists
+        (image path, mask path, iou) for every photo scored, in the split's order.
+    """
+    import keras
+
+    import data
+
+    image_paths, mask_paths = data.find_pairs(split_dir)
+    dataset = data.make_dataset(split_dir, predictor.image_size, batch_size, with_index=True)
+    accuracy, _, iou = metrics.make_metrics()
+    seed_iou = keras.metrics.MeanMetricWrapper(metrics.seed_iou, name="seed_iou")
+    per_image = []
+    for x, y, index in dataset:
+        prob = predictor(x.numpy())[..., None]
+        for metric in (accuracy, seed_iou, iou):
+            metric.update_state(y, prob)
+        scores = keras.ops.convert_to_numpy(metrics.per_image_iou(y, prob))
+        per_image += [(image_paths[i], mask_paths[i], float(s)) for i, s in zip(index.numpy(), scores, strict=True)]
+    return {
+        "accuracy": float(accuracy.result()),
+        "iou": float(iou.result()),
+        "seed_iou": float(seed_iou.result()),
+        "images": len(per_image),
+        "per_image": per_image,
+    }
