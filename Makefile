@@ -1,5 +1,6 @@
 # make demo: set up .venv, write the built-in sample (coco.py --sample) and run the demo on it (train.py --demo).
 # make test: set up .venv with the test tools, lint, and run the tests.
+# make model CCP=path/to/clothing-co-parsing: reproduce the shipped model from the public release.
 # Each target creates .venv and installs the pinned requirements the first time.
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ REQUIREMENTS ?= requirements.txt
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint summary clean
+.PHONY: demo test model lint summary clean
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n 2
+
+model: $(VENV)/.installed
+	@test -n "$(CCP)" || { echo "make model: error: give the Clothing Co-Parsing release folder, e.g. make model CCP=clothing-co-parsing" >&2; exit 2; }
+	bash benchmarks/real_photos.sh "$(CCP)" shipped
 
 summary: $(VENV)/.installed
 	$(BIN)/python model.py

@@ -160,26 +160,44 @@ def random_crop_box(seed: tf.Tensor) -> tf.Tensor:
     return tf.stack([y0, x0, y0 + height, x0 + width])
 
 
-def augment(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def crop(both: tf.Tensor, box: tf.Tensor, size: int | None) -> tf.Tensor:
+    """The ``box`` of a (h, w, c) image resized to (size, size); size None: to (h, w).
+
+    Cropping to the input size samples the box bilinearly in one step (enlarging a crop of
+    the input-size photo). From a larger photo (``--crop-from``) the box is cut out at its
+    own resolution first and then shrunk with antialiasing, so that a crop is as sharp as
+    a photo squashed to the input size, not aliased.
+    """
+    batch = both[None]
+    if size is None:
+        return tf.image.crop_and_resize(batch, box[None], [0], tf.shape(both)[:2], method="bilinear")[0]
+    source = tf.cast(tf.shape(both)[:2], tf.float32)
+    pixels = tf.maximum(tf.cast(tf.round((box[2:] - box[:2]) * source), tf.int32), 1)
+    cut = tf.image.crop_and_resize(batch, box[None], [0], pixels, method="bilinear")
+    return tf.image.resize(cut, [size, size], method="bilinear", antialias=True)[0]
+
+
+def augment(
+    image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor, size: int | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Random crop, scale, aspect ratio, horizontal flip and colour jitter of one pair.
 
     The same geometry is applied to the image and its mask, so they stay aligned: the
-    crop is resized back to the input size (bilinear; the mask is re-thresholded at one
-    half) and both are flipped together. Colour changes touch the image only.
+    crop is resized to the input size (bilinear; the mask is re-thresholded at one half)
+    and both are flipped together. Colour changes touch the image only.
 
     Args:
         image: (h, w, 3) float32 in [0, 1].
         mask: (h, w, 1) float32 in {0, 1}.
         seed: (2,) int seed; the same seed gives the same result.
+        size: the output's height and width; None: the input's.
 
     Returns:
-        (image, mask) of the same shapes, dtypes and value ranges.
+        (image, mask) of shapes (size, size, 3) and (size, size, 1), float32 in the same ranges.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 7)
-    size = tf.shape(image)[:2]
-    box = random_crop_box(seeds[0])[None]
-    both = tf.concat([image, mask], axis=-1)[None]
-    both = tf.image.crop_and_resize(both, box, [0], size, method="bilinear")[0]
+    box = random_crop_box(seeds[0])
+    both = crop(tf.concat([image, mask], axis=-1), box, size)
     flip = tf.random.stateless_uniform([], seeds[1]) < 0.5
     both = tf.cond(flip, lambda: tf.reverse(both, axis=[1]), lambda: both)
     image, mask = both[..., :3], tf.cast(both[..., 3:] >= 0.5, tf.float32)
@@ -198,6 +216,7 @@ def batches(
     seed: int = 1,
     repeat: bool = False,
     augmented: bool = False,
+    augment_size: int | None = None,
 ) -> tf.data.Dataset:
     """uint8 pairs from ``load_split`` -> shuffled, repeated, float32 batches, prefetched.
 
@@ -208,6 +227,7 @@ def batches(
         seed: shuffle and augmentation seed (the original used 1).
         repeat: repeat forever (training counts steps, not passes).
         augmented: apply ``augment`` to every pair, with seeds drawn from ``seed``.
+        augment_size: the augmented crops' size, when the pairs are larger (``--crop-from``).
     """
     if shuffle:
         pairs = pairs.shuffle(int(pairs.cardinality()), seed=seed, reshuffle_each_iteration=True)
@@ -217,7 +237,7 @@ def batches(
     if augmented:
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         pairs = tf.data.Dataset.zip(pairs, seeds).map(
-            lambda pair, s: augment(*pair, s), num_parallel_calls=AUTOTUNE, deterministic=True
+            lambda pair, s: augment(*pair, s, augment_size), num_parallel_calls=AUTOTUNE, deterministic=True
         )
     return pairs.batch(batch_size, drop_remainder=repeat).prefetch(AUTOTUNE)
 

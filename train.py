@@ -81,6 +81,13 @@ class TrainConfig:
     warmup_steps: int = option(0, "with --schedule cosine: steps of linear warm-up from 0")
     loss: str = option("bce", "binary cross-entropy, or BCE + soft Dice", choices=tuple(unet.LOSSES))
     augment: bool = option(False, "random upper-body/zoom crops, aspect jitter, flips, colour jitter (data.augment)")
+    crop_from: int = option(
+        0,
+        "with --augment: read the training photos at this size (a multiple of 32, at least --image-size) and "
+        "take the crops from them, shrunk to --image-size, so crops are as sharp as whole photos; "
+        "0: crop the --image-size photos",
+        metavar="SIZE",
+    )
     precise_bn: int = option(
         0,
         "before each validation, re-estimate BatchNorm statistics on this many training batches (dropout off); "
@@ -155,6 +162,11 @@ def check_config(c: TrainConfig) -> None:
         raise ConfigError(
             f"--warmup-steps must be 0 or more and, with --schedule cosine, fewer than the run's "
             f"{c.total_steps} steps. Received: {c.warmup_steps}"
+        )
+    if c.crop_from and (not c.augment or c.crop_from < c.image_size or c.crop_from % images.SIZE_MULTIPLE):
+        raise ConfigError(
+            f"--crop-from needs --augment and must be 0 or a multiple of {images.SIZE_MULTIPLE} of at least "
+            f"--image-size ({c.image_size}). Received: {c.crop_from}"
         )
     if c.precise_bn < 0:
         raise ConfigError(f"--precise-bn must be 0 (off) or a number of batches. Received: {c.precise_bn}")
@@ -443,7 +455,16 @@ def make_datasets(config: TrainConfig, epochs_done: int) -> Datasets:
     data_dir, seed = Path(config.data_dir), config.seed + epochs_done
     try:
         pairs = data.load_split(data_dir / "train", config.image_size)
-        train = data.batches(pairs, config.batch_size, shuffle=True, seed=seed, repeat=True, augmented=config.augment)
+        crops = data.load_split(data_dir / "train", config.crop_from) if config.crop_from else pairs
+        train = data.batches(
+            crops,
+            config.batch_size,
+            shuffle=True,
+            seed=seed,
+            repeat=True,
+            augmented=config.augment,
+            augment_size=config.image_size if config.crop_from else None,
+        )
         val = data.make_dataset(data_dir / "val", config.image_size, config.batch_size)
     except data.DataError as e:
         raise TrainError(str(e)) from None

@@ -1,73 +1,85 @@
 #!/usr/bin/env bash
-# Trains the original recipe and the improved one on real photos with hand-made masks, each
-# in about 40 minutes on a 2-core CPU, then prints their rows of the README's results table.
+# Real-photo training runs on the public Clothing Co-Parsing release, from scratch:
+# converts it (ccp.py), trains, and prints each run's row of the README's tables.
 #
-#   bash benchmarks/real_photos.sh [DATA_DIR] [original|improved|ablation|all]
+#   bash benchmarks/real_photos.sh CCP_RELEASE [shipped|ablation|original|improved|all]
 #
-# 'ablation' adds the improved options one at a time to the original recipe, each run with
-# the same shorter budget (~5 min) and seed, for the ablation table.
+# CCP_RELEASE is the release's folder (photos/, annotations/pixel-level/, label_list.mat;
+# https://github.com/bearpaw/clothing-co-parsing). It is converted once to $DATA/ccp-128
+# (128x128, the layout of the earlier runs) and $DATA/ccp-full (photos at full size, for
+# crops taken from them); DATA defaults to data-ccp. Runs go to $RUNS (default runs/); a
+# run folder that has test metrics already is reported, not retrained.
 #
-# DATA_DIR holds train/, val/, test/ as coco.py writes them (default: the Clothing
-# Co-Parsing set at ../shared/realdata/ccp-128). Runs go to $RUNS (default runs/) as
-# ccp-original and ccp-improved; a run folder that exists already is reported, not retrained.
+#   shipped   the recipe of models/person_unet.keras (~25 min on a 2-core CPU with native
+#             bfloat16; see the README's model card)
+#   ablation  the ablation of that recipe: every row the same 600 steps at width 0.25
+#   original, improved, all: the full-width runs of the README's earlier table (~35 min each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${1:-../shared/realdata/ccp-128}
-WHICH=${2:-all}
+if [ $# -lt 1 ]; then
+  echo "real_photos.sh: error: give the Clothing Co-Parsing release folder (photos/, annotations/, label_list.mat)" >&2
+  exit 2
+fi
+SRC=$1
+WHICH=${2:-shipped}
 PY=${PYTHON:-.venv/bin/python}
 RUNS=${RUNS:-runs}
+DATA=${DATA:-data-ccp}
 
-# The original recipe, only shortened: 22 epochs of 30 steps (660 steps of batch 32, about
-# 26 passes over the 799 training photos) is what fp32 trains in ~40 min here (~9 img/s
-# with validation). Validation uses all of val/ (3 batches) every epoch.
+"$PY" ccp.py --src "$SRC" --out "$DATA/ccp-128" --size 128
+"$PY" ccp.py --src "$SRC" --out "$DATA/ccp-full" --size 0
+
+# The full-width recipes of the README's first real-photo table, on the 128x128 photos.
 ORIGINAL=(--epochs 22 --steps-per-epoch 30 --validation-steps 0)
-# The improved recipe: bfloat16 with the fused BatchNorm kernel trains ~1.9x faster, so the
-# same ~40 min holds 36 epochs with BatchNorm statistics re-estimated before each validation
-# (8 batches); augmentation, BCE + Dice, cosine schedule with warm-up.
 IMPROVED=(--epochs 36 --steps-per-epoch 30 --validation-steps 0 --mixed-precision --fused-batchnorm
   --precise-bn 8 --augment --loss bce_dice --schedule cosine --warmup-steps 60)
 
-# The ablation: the same ~5-minute budget and seed for every row. bfloat16 + fused BN trains
-# about twice the steps of float32 in that time.
-SHORT_FP32=(--epochs 3 --steps-per-epoch 30 --validation-steps 0)
-SHORT_FAST=(--epochs 6 --steps-per-epoch 30 --validation-steps 0 --mixed-precision --fused-batchnorm)
+# The small real-photo model: a quarter-width U-net (1.4M parameters, 5.8 MB), bfloat16 where
+# the CPU has it, BatchNorm statistics re-estimated before each validation, cosine schedule.
+SMALL=(--width 0.25 --validation-steps 0 --mixed-precision --fused-batchnorm --precise-bn 8
+  --schedule cosine --warmup-steps 60)
+# Ablation rows: 20 epochs of 30 steps each (600 steps of 32 photos).
+SHORT=(--epochs 20 --steps-per-epoch 30)
+# The shipped model: the ablation's best row, trained four times longer.
+SHIPPED=(--epochs 80 --steps-per-epoch 30 --augment --crop-from 256 --seed 1)
 
 run() {
-  local name=$1
-  shift
+  local name=$1 data=$2
+  shift 2
   if [ ! -f "$RUNS/$name/test_metrics.json" ]; then
     local start
     start=$(date +%s)
-    "$PY" train.py --data-dir "$DATA" --runs-dir "$RUNS" --name "$name" --verbose 2 "$@"
+    "$PY" train.py --data-dir "$data" --runs-dir "$RUNS" --name "$name" --verbose 2 "$@"
     echo $(($(date +%s) - start)) >"$RUNS/$name/wall_seconds"
   fi
+  "$PY" benchmarks/real_report.py "$RUNS/$name" --data-dir "$data"
 }
 
 case $WHICH in
-  original) run ccp-original "${ORIGINAL[@]}" ;;
-  improved) run ccp-improved "${IMPROVED[@]}" ;;
-  ablation)
-    run ab-original "${SHORT_FP32[@]}"
-    run ab-fast "${SHORT_FAST[@]}"
-    run ab-fast-pbn "${SHORT_FAST[@]}" --precise-bn 8
-    run ab-fast-pbn-cosine "${SHORT_FAST[@]}" --precise-bn 8 --schedule cosine --warmup-steps 30
-    run ab-fast-pbn-augment "${SHORT_FAST[@]}" --precise-bn 8 --augment
-    run ab-fast-pbn-augment-dice "${SHORT_FAST[@]}" --precise-bn 8 --augment --loss bce_dice
-    run ab-fast-pbn-augment-dice-cosine "${SHORT_FAST[@]}" --precise-bn 8 --augment --loss bce_dice \
-      --schedule cosine --warmup-steps 30
+  shipped)
+    run ccp-shipped "$DATA/ccp-full" "${SMALL[@]}" "${SHIPPED[@]}"
+    # The model card's figures and the model file as shipped (float32, fixed input size).
+    "$PY" benchmarks/real_report.py "$RUNS/ccp-shipped" --data-dir "$DATA/ccp-full" \
+      --cases "$RUNS/ccp-shipped/cases.png" --ship "$RUNS/ccp-shipped/person_unet.keras"
+    echo "Reproduced: $RUNS/ccp-shipped/person_unet.keras (compare with models/person_unet.keras and MODEL.md)"
     ;;
+  ablation)
+    run ab-small "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}"
+    run ab-small-augment "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment
+    run ab-small-augment-crop256 "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment --crop-from 256
+    run ab-small-augment-crop256-dice "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment --crop-from 256 \
+      --loss bce_dice
+    run ab-small-augment-crop256-160 "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment --crop-from 320 \
+      --image-size 160
+    ;;
+  original) run ccp-original "$DATA/ccp-128" "${ORIGINAL[@]}" ;;
+  improved) run ccp-improved "$DATA/ccp-128" "${IMPROVED[@]}" ;;
   all)
-    run ccp-original "${ORIGINAL[@]}"
-    run ccp-improved "${IMPROVED[@]}"
+    run ccp-original "$DATA/ccp-128" "${ORIGINAL[@]}"
+    run ccp-improved "$DATA/ccp-128" "${IMPROVED[@]}"
     ;;
   *)
-    echo "real_photos.sh: error: the second argument must be original, improved, ablation or all (got $WHICH)" >&2
+    echo "real_photos.sh: error: the second argument must be shipped, ablation, original, improved or all (got $WHICH)" >&2
     exit 2
     ;;
 esac
-for name in ccp-original ccp-improved ab-original ab-fast ab-fast-pbn ab-fast-pbn-cosine ab-fast-pbn-augment \
-  ab-fast-pbn-augment-dice ab-fast-pbn-augment-dice-cosine; do
-  if [ -f "$RUNS/$name/test_metrics.json" ]; then
-    "$PY" benchmarks/real_report.py "$RUNS/$name" --data-dir "$DATA"
-  fi
-done

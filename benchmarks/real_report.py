@@ -25,6 +25,7 @@ import data  # noqa: E402
 import figures  # noqa: E402
 import images  # noqa: E402
 import inference  # noqa: E402
+import model as unet  # noqa: E402
 
 
 def write_upper_body_split(test_dir: Path, out_dir: Path, size: int) -> int:
@@ -43,11 +44,42 @@ def write_upper_body_split(test_dir: Path, out_dir: Path, size: int) -> int:
     return len(image_paths)
 
 
+def plot_cases(predictor, per_image: list, path: Path, best: int = 3, worst: int = 5) -> None:
+    """A figure of the best- and worst-scoring photos of an evaluation (photo, mask, prediction, cutout)."""
+    ranked = sorted(per_image, key=lambda row: row[2])
+    chosen = [*ranked[::-1][:best], *ranked[:worst]]
+    photos, probs, masks, titles = [], [], [], []
+    for image_path, mask_path, iou in chosen:
+        photo, mask = data.load_pair(image_path, mask_path, predictor.image_size)
+        photos.append(images.thumbnail(images.read_rgb(image_path)))
+        probs.append(predictor(photo[None])[0])
+        masks.append(mask[..., 0])
+        titles.append(f"{Path(image_path).stem}: IoU {iou:.2f}")
+    figures.plot_predictions(photos, probs, path=path, masks=masks, titles=titles)
+
+
+def ship(model, size: int, width: float, path: Path) -> None:
+    """The model as results.py loads it by default: float32, its input fixed at size x size.
+
+    A fixed input size tells results.py and export.py the size the model was trained at.
+    """
+    fixed = unet.build_unet((size, size, 3), width=width)
+    fixed.set_weights(model.get_weights())
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fixed.save(tmp)
+    tmp.replace(path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/realdata/ccp-128"))
     parser.add_argument("--rows", type=int, default=12, help="test photos in the figure")
+    parser.add_argument("--cases", type=Path, default=None, help="also draw the best and worst test photos here")
+    parser.add_argument(
+        "--ship", type=Path, default=None, help="also write best.keras here as a float32 model of fixed input size"
+    )
     args = parser.parse_args(argv)
     run, test_dir = args.run_dir, args.data_dir / "test"
     config = json.loads((run / "config.json").read_text())
@@ -57,7 +89,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         write_upper_body_split(test_dir, Path(tmp), size)
         upper = inference.evaluate(predictor, tmp, batch_size=32)
+        if args.cases:  # the crops live in tmp
+            plot_cases(predictor, upper["per_image"], args.cases.with_name(args.cases.stem + "_upper.png"), 2, 4)
     figures.plot_split(predictor, test_dir, run / "test_figure.png", rows=args.rows)
+    if args.cases:
+        plot_cases(predictor, test["per_image"], args.cases)
+    if args.ship:
+        ship(predictor.model, size, config["options"]["width"], args.ship)
     wall = (run / "wall_seconds").read_text().strip() if (run / "wall_seconds").exists() else None
     history = (run / "history.csv").read_text().splitlines()
     report = {

@@ -184,6 +184,22 @@ def test_augment_keeps_image_and_mask_aligned():
     assert 8 <= flipped <= 32, f"{flipped} of 40 flipped"
 
 
+def test_crops_from_larger_photos_have_the_same_geometry():
+    """--crop-from: the crop of a photo twice as large, shrunk to the input size, is the same crop."""
+    image, mask = asymmetric_pair()
+    large = [tf.repeat(tf.repeat(t, 2, axis=0), 2, axis=1) for t in (image, mask)]
+    for i in range(20):
+        small_image, small_mask = data.augment(image, mask, tf.constant([i, 1]))
+        out_image, out_mask = data.augment(*large, tf.constant([i, 1]), 64)
+        assert out_image.shape == (64, 64, 3) and out_mask.shape == (64, 64, 1)
+        assert set(np.unique(out_mask)) <= {0.0, 1.0}
+        agree = float(np.mean(out_mask.numpy() == small_mask.numpy()))
+        assert agree >= 0.97, f"seed {i}: the crops differ on {1 - agree:.1%} of the mask"
+        gray = out_image.numpy().mean(axis=-1)
+        bright = gray > (gray.min() + gray.max()) / 2
+        assert np.mean(bright == (out_mask.numpy()[..., 0] > 0)) >= 0.97
+
+
 def test_augment_is_deterministic_per_seed():
     image, mask = asymmetric_pair()
     a = data.augment(image, mask, tf.constant([3, 4]))

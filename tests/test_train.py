@@ -108,6 +108,8 @@ def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
             "--warmup-steps",
         ),
         (["--precise-bn", "4", "--distribute", "mirrored"], "--precise-bn works without --distribute only"),
+        (["--crop-from", "256"], "--crop-from needs --augment"),
+        (["--augment", "--crop-from", "96", "--image-size", "128"], "at least --image-size"),
     ],
 )
 def test_bad_option_values_are_one_line_errors(argv, message, capsys):
@@ -332,12 +334,18 @@ def test_augment_changes_the_training_batches_only(tiny_data, tmp_path):
     assert not np.array_equal(x_plain, x_aug) and not np.array_equal(y_plain, y_aug)
     for a, b in zip(plain.val, augmented.val, strict=True):  # validation is never augmented
         assert np.array_equal(a[0], b[0])
+    cropped = train.make_datasets(tiny_config(tiny_data, tmp_path, augment=True, crop_from=128, precise_bn=1), 0)
+    x_crop, y_crop = next(iter(cropped.train))  # read at 128, cropped, shrunk to the model's 64
+    assert x_crop.shape == x_plain.shape and y_crop.shape == y_plain.shape
+    assert next(cropped.calibration)[0].shape == x_plain.shape  # precise BN sees whole photos at 64
+    for a, b in zip(plain.val, cropped.val, strict=True):
+        assert np.array_equal(a[0], b[0])
 
 
 def test_precise_bn_changes_the_moving_statistics_and_nothing_else(tiny_data, tmp_path):
     datasets = train.make_datasets(tiny_config(tiny_data, tmp_path, precise_bn=2), 0)
     model = train.build_model(tiny_config(tiny_data, tmp_path), train.make_strategy("none"))
-    model.fit(datasets.train, steps_per_epoch=2, epochs=1, verbose=0)
+    model.fit(datasets.train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
     before = {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
     iterations = int(model.optimizer.iterations)
     callback = train.PreciseBN(datasets.calibration, 2)
