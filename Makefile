@@ -16,7 +16,7 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS)
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-export.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
