@@ -16,6 +16,7 @@ ccp.py read those with ``apply_exif=False``; the folders they write carry no EXI
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -150,7 +151,9 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
 
 
 def encode(image: np.ndarray, ext: str, quality: int = 95) -> bytes:
-    """Encodes an RGB/RGBA uint8 array, or a 2-D gray one, as ``ext`` ('.jpg' or '.png')."""
+    """Encodes an RGB/RGBA uint8 array, or a 2-D gray one, as ``ext`` ('.jpg', '.png' or '.webp')."""
+    if ext.lower() == ".webp":
+        return _encode_webp(image)
     if image.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
         image = cv2.cvtColor(image, code)
@@ -159,6 +162,23 @@ def encode(image: np.ndarray, ext: str, quality: int = 95) -> bytes:
     if not ok:
         raise ValueError(f"cannot encode an image of shape {image.shape} as {ext}")
     return buffer.tobytes()
+
+
+def _encode_webp(image: np.ndarray) -> bytes:
+    """Lossless WebP at the encoder's fastest effort, through Pillow (matplotlib's dependency).
+
+    Lossless keeps every visible pixel and the alpha exactly; the colour under fully
+    transparent pixels is not kept (that is most of the saving over PNG). OpenCV's WebP
+    encoder has no effort setting and takes several times longer for the same file.
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    try:
+        Image.fromarray(image).save(buffer, "WEBP", lossless=True, quality=0, method=0)
+    except (OSError, ValueError) as e:  # e.g. a side over WebP's 16383-pixel limit
+        raise ValueError(f"cannot encode an image of shape {image.shape} as .webp ({e})") from None
+    return buffer.getvalue()
 
 
 def tmp_name(path: str | Path) -> Path:

@@ -119,6 +119,10 @@ def _read(path: Path):
         return e
 
 
+def _encode_and_write(image: np.ndarray, path: Path) -> None:
+    images.write_atomic(path, images.encode(image, path.suffix, quality=95))
+
+
 def cut_out_photos(
     predictor: Predictor,
     photos: list[Path],
@@ -129,14 +133,16 @@ def cut_out_photos(
 ) -> tuple[list[dict], list[str]]:
     """Predicts every photo in batches and writes ``render(photo, prob)`` to its output file.
 
-    Photos are read in a background thread while the model runs, and written in another;
+    Photos are read in a background thread while the model runs, and encoded and written in
+    another while the next photo is composed (encoding a PNG takes longer than the rest);
     only thumbnails are kept, so a folder of large photos does not fill the memory.
 
     Args:
         predictor: the model.
         photos: photo files; outputs: one file per photo (its suffix picks the format).
         render: (full-size RGB photo, probability map) -> the image to write, e.g.
-            ``lambda photo, prob: compose.cutout(photo, prob)``.
+            ``compose.cutout`` (RGBA with clean edges) or
+            ``lambda photo, prob: compose.alpha_map(prob, *photo.shape[:2])`` (the mask).
         batch_size: photos per forward pass.
         progress: show a progress bar.
 
@@ -147,6 +153,15 @@ def cut_out_photos(
     from tqdm import tqdm
 
     rows, failures = [], []
+
+    def finish(i: int, write, row: dict) -> None:
+        try:
+            write.result()
+        except ValueError as e:  # e.g. a photo too large for WebP: the others still go through
+            failures.append(f"{photos[i]}: {e}")
+            return
+        rows.append(row)
+
     chunks = [list(range(i, min(i + batch_size, len(photos)))) for i in range(0, len(photos), batch_size)]
     bar = tqdm(total=len(photos), desc="cutting out", unit="photo", disable=None if progress else True)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -162,11 +177,12 @@ def cut_out_photos(
             probs = predictor(np.stack([images.squash(photo, predictor.image_size) for _, photo in good]))
             writes = []
             for (i, photo), prob in zip(good, probs, strict=True):
-                data = images.encode(render(photo, prob), outputs[i].suffix, quality=95)
-                writes.append(pool.submit(images.write_atomic, outputs[i], data))
-                rows.append({"name": photos[i].name, "photo": images.thumbnail(photo), "prob": prob})
-            for w in writes:  # at most one batch of encoded cutouts waits in memory
-                w.result()
+                write = pool.submit(_encode_and_write, render(photo, prob), outputs[i])
+                writes.append((i, write, {"name": photos[i].name, "photo": images.thumbnail(photo), "prob": prob}))
+                if len(writes) > 1:  # at most two full-size cutouts wait in memory
+                    finish(*writes.pop(0))
+            for write in writes:
+                finish(*write)
             bar.update(len(good))
     bar.close()
     return rows, failures

@@ -1,13 +1,21 @@
-"""Looks at a trained model: cutouts of any photo, a figure of predictions, test metrics.
+"""Looks at a trained model: cutouts of any photo or video, a figure of predictions, test metrics.
 
     python results.py --model runs/demo/best.keras photos/ me.jpg
         -> cutouts/<stem>.png (RGBA at the photo's resolution) and results.png
+    python results.py --model runs/demo/best.keras --mask-only photos/
+        -> cutouts/<stem>.png: the 8-bit alpha alone, at the photo's resolution
+    python results.py --model runs/demo/best.keras --background white --smooth 0.5 clip.mp4
+        -> cutouts/clip.mp4: the person on white, at the clip's frame rate and size, silent
     python results.py --model runs/demo/best.keras --evaluate data/test --json test.json
         -> accuracy, iou and seed_iou over the whole split, and a figure of the worst photos
 
 Inference follows the original: squash the photo to the model's input size, scale to
 [0, 1], predict. The probability map is then upsampled smoothly to the photo's size and
 used as the cutout's alpha channel (``--hard``: thresholded at 0.5, like the original).
+Where the alpha is soft, the cutout's colour is the person's estimated own colour rather
+than the photo's, so a new background shows no fringe of the old one (``--no-refine``:
+the photo's colour). A video has no transparency: without ``--background`` its background
+is green (``VIDEO_BACKGROUND``), ready for a chroma key.
 """
 
 from __future__ import annotations
@@ -24,24 +32,32 @@ import compose
 import figures
 import images
 import inference
+import video
+
+# A video's background when --background is not given: chroma-key green.
+VIDEO_BACKGROUND = (0, 255, 0)
 
 
-def find_photos(inputs: list[str]) -> list[Path]:
-    """Photos given directly, and those found (recursively) in folders, in a stable order.
+def find_inputs(inputs: list[str]) -> tuple[list[Path], list[Path]]:
+    """Photos and videos given directly, and those found (recursively) in folders, in a stable order.
+
+    A file given directly is a video if ``video.is_video`` says so, else a photo (an
+    unreadable one is reported when it is read).
 
     Raises:
         FileNotFoundError: an input that does not exist.
     """
-    photos = []
+    photos, videos = [], []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
             photos.extend(images.list_images(path, recursive=True))
+            videos.extend(video.list_videos(path))
         elif path.exists():
-            photos.append(path)
+            (videos if video.is_video(path) else photos).append(path)
         else:
             raise FileNotFoundError(f"{name}: no such file or folder")
-    return photos
+    return photos, videos
 
 
 def output_names(photos: list[Path], out_dir: Path, ext: str) -> list[Path]:
@@ -55,40 +71,79 @@ def output_names(photos: list[Path], out_dir: Path, ext: str) -> list[Path]:
 
 # ---------------------------------------------------------------------------- script
 
+# The model trained on real photos that ships with the repository (MODEL.md).
+SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "person_unet.keras"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="results.py",
-        description="Cut people out of photos with a trained model, plot predictions, or evaluate a split.",
+        description="Cut people out of photos and videos with a trained model, plot predictions, or evaluate a split.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("photos", nargs="*", help="photos and folders of photos (walked recursively)")
-    parser.add_argument("--model", required=True, help="a .keras model file, e.g. runs/demo/best.keras")
+    parser.add_argument(
+        "photos",
+        nargs="*",
+        help="photos, videos, and folders of them (walked recursively); out-dir/<stem>.mp4 per video",
+    )
+    parser.add_argument(
+        "--model",
+        default=str(SHIPPED_MODEL),
+        help="a .keras model file, e.g. runs/demo/best.keras (default: the model shipped with the repository, "
+        "trained on real photos; see MODEL.md)",
+    )
     parser.add_argument("--out-dir", default="cutouts", help="folder for the cutouts")
     parser.add_argument("--figure", default="results.png", help="figure of the predictions (or of the worst photos)")
     parser.add_argument("--show", action="store_true", help="also open the figure in a window")
     parser.add_argument("--hard", action="store_true", help="binary alpha (threshold 0.5) instead of soft edges")
     parser.add_argument(
+        "--mask-only", action="store_true", help="write the 8-bit alpha (PNG; a grayscale video) instead of a cutout"
+    )
+    parser.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="keep the photo's colour in the soft edge (default: the person's estimated colour, no fringe)",
+    )
+    parser.add_argument(
         "--background",
         default=None,
-        help="replace the background: a colour (white, #00ff00, 0,255,0), blur, or an image file",
+        help="replace the background: a colour (white, #00ff00, 0,255,0), blur, or an image file "
+        "(default: transparent; for a video, which has no transparency, green)",
     )
-    parser.add_argument("--format", choices=("png", "jpg"), default="png", help="cutout format; jpg needs --background")
+    parser.add_argument(
+        "--format",
+        choices=("png", "webp", "jpg"),
+        default="png",
+        help="photo cutout format: png, webp (lossless, with alpha, smaller), or jpg (needs --background)",
+    )
+    parser.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="videos: average each frame's alpha with the previous ones, F in [0, 1) (0: off; 0.5: against flicker)",
+    )
     parser.add_argument(
         "--size", type=int, default=None, help="model input size, a multiple of 32 (default: the model's, else 128)"
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="photos per forward pass")
+    parser.add_argument("--batch-size", type=int, default=8, help="photos (or video frames) per forward pass")
     parser.add_argument("--figure-rows", type=int, default=12, help="at most this many photos in the figure")
     parser.add_argument(
         "--evaluate", metavar="SPLIT_DIR", default=None, help="evaluate on a split folder (images/, masks/)"
     )
     parser.add_argument("--json", metavar="PATH", default=None, help="with --evaluate: write the metrics as JSON here")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing cutouts, figure and JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing cutouts, videos, figure and JSON")
     args = parser.parse_args(argv)
     if not args.photos and not args.evaluate:
-        parser.error("give photos or folders to cut out, or --evaluate SPLIT_DIR")
+        parser.error("give photos, videos or folders to cut out, or --evaluate SPLIT_DIR")
+    if args.mask_only and args.format != "png":
+        parser.error(f"--mask-only writes lossless PNG masks (and grayscale videos): drop --format {args.format}")
+    if args.mask_only and args.background is not None:
+        parser.error("--mask-only writes the alpha alone, on no background: drop --background")
     if args.format == "jpg" and args.background is None:
         parser.error("--format jpg needs --background (JPEG has no transparency)")
+    if not 0.0 <= args.smooth < 1.0:
+        parser.error(f"--smooth must be at least 0 and below 1 (0: off). Received: {args.smooth}")
     if args.batch_size < 1 or args.figure_rows < 1:
         parser.error("--batch-size and --figure-rows must be at least 1")
     if args.json and not args.evaluate:
@@ -133,24 +188,63 @@ def evaluate_split(args: argparse.Namespace, predictor: inference.Predictor) -> 
     return 0
 
 
+def make_render(args: argparse.Namespace, background):
+    """(full-size RGB photo, probability map) -> what to write: the alpha (--mask-only) or the cutout."""
+    if args.mask_only:
+        return lambda photo, prob: compose.alpha_map(prob, *photo.shape[:2], args.hard)
+    return lambda photo, prob: compose.cutout(photo, prob, args.hard, background, refine=not args.no_refine)
+
+
+def cut_out_videos(args: argparse.Namespace, predictor, background, videos: list[Path], outputs: list[Path]):
+    """Every video cut out frame by frame (video.process_video).
+
+    Returns:
+        (videos written, one message per video that failed).
+    """
+    if background is None and not args.mask_only:
+        background = VIDEO_BACKGROUND
+        print(
+            f"note: a video has no transparency: background {','.join(map(str, background))} (green), see --background"
+        )
+    print("note: videos are written without sound (OpenCV reads no audio)")
+    render, written, failures = make_render(args, background), 0, []
+    for path, output in zip(videos, outputs, strict=True):
+        try:
+            info = video.process_video(predictor, path, output, render, args.batch_size, args.smooth)
+        except video.VideoError as e:
+            failures.append(str(e))
+            continue
+        written += 1
+        print(f"wrote {output}: {info.frames} frames, {info.width}x{info.height} at {info.fps:g} fps")
+    return written, failures
+
+
 def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
-    """Cutouts of every photo given, and a figure of the first ones."""
+    """Cutouts (or masks) of every photo and video given, and a figure of the first photos."""
     background = compose.parse_background(args.background)
     figure = Path(args.figure)
-    photos = find_photos(args.photos)
-    if not photos:
-        raise FileNotFoundError(f"no photos ({', '.join(images.IMAGE_EXTENSIONS)}) in {' '.join(args.photos)}")
+    photos, videos = find_inputs(args.photos)
+    if not photos and not videos:
+        raise FileNotFoundError(
+            f"no photos ({', '.join(images.IMAGE_EXTENSIONS)}) or videos ({', '.join(video.VIDEO_EXTENSIONS)}) "
+            f"in {' '.join(args.photos)}"
+        )
     out_dir = Path(args.out_dir)
     outputs = output_names(photos, out_dir, f".{args.format}")
+    video_outputs = output_names(videos, out_dir, ".mp4")
     if not args.overwrite:
-        _refuse_existing([figure], "figure file(s)")
-        _refuse_existing(outputs, "cutout(s)")
+        _refuse_existing([figure] if photos else [], "figure file(s)")
+        _refuse_existing(outputs + video_outputs, "cutout(s)")
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    def render(photo, prob):
-        return compose.cutout(photo, prob, args.hard, background)
-
-    rows, failures = inference.cut_out_photos(predictor, photos, outputs, render, args.batch_size)
+    rows, failures = [], []
+    if photos:
+        rows, failures = inference.cut_out_photos(
+            predictor, photos, outputs, make_render(args, background), args.batch_size
+        )
+    written = 0
+    if videos:
+        written, video_failures = cut_out_videos(args, predictor, background, videos, video_outputs)
+        failures += video_failures
     for message in failures:
         print(f"failed: {message}", file=sys.stderr)
     shown = rows[: args.figure_rows]
@@ -159,8 +253,10 @@ def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
             [r["photo"] for r in shown], [r["prob"] for r in shown], figure, titles=[r["name"] for r in shown],
             show=args.show,
         )  # fmt: skip
+    done = [f"{len(rows)} {'mask' if args.mask_only else 'cutout'}(s)"] if photos else []
+    done += [f"{written} video(s)"] if videos else []
     print(
-        f"done: {len(rows)} cutout(s) in {out_dir}/, {len(failures)} failed"
+        f"done: {' and '.join(done)} in {out_dir}/, {len(failures)} failed"
         + (f"; figure of {len(shown)} photo(s) in {figure}" if shown else "")
     )
     return 1 if failures else 0

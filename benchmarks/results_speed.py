@@ -2,14 +2,16 @@
 
     python benchmarks/results_speed.py                       # untrained faithful U-net, ~2 minutes on 2 cores
     python benchmarks/results_speed.py --model runs/demo/best.keras
+    python benchmarks/results_speed.py --unet-width 0.25     # untrained quarter-width U-net
     python benchmarks/results_speed.py --photos 8 --calls 10 # quicker, noisier
 
 Prints, for the model at 128x128:
   1. end-to-end seconds per photo of ``inference.cut_out_photos`` (what ``python results.py
-     --model M FOLDER`` does per photo: read, squash, predict, upsample, compose, encode and
-     write the PNG) on a folder of generated 1920x1080 JPEGs, after the one-off model load
-     and trace (wall and CPU time); then the same pieces timed one by one with results.py's
-     own functions, and candidates for the costly ones (composing the RGBA, PNG settings);
+     --model M FOLDER`` does per photo: read, squash, predict, upsample, clean the edges,
+     compose, encode and write the PNG) on a folder of generated 1920x1080 JPEGs, after the
+     one-off model load and trace (wall and CPU time); then the same pieces timed one by one
+     with results.py's own functions (and WebP encoding instead of PNG), the cutout's size
+     per --format, and candidates for the costly pieces (composing the RGBA, PNG settings);
   2. single-photo latency of the forward pass: model.predict (the original's way), an eager
      call, inference.Predictor, Predictor with the fused BatchNorm kernel, and bfloat16;
   3. forward-pass throughput of these Predictors for batches of 8 and 32.
@@ -41,6 +43,9 @@ FUSED = "(d) Predictor + fused BatchNorm"
 BF16 = "(e) Predictor, bfloat16"
 FORWARD = "forward pass, batch 8 (Predictor)"
 ALPHA_MAP = "  of which upsampling alpha (compose.alpha_map)"
+REFINE = "  of which clean edges (compose.estimate_foreground)"
+WEBP = "WebP encode instead (images.encode, --format webp)"
+INSIDE_OR_INSTEAD = (ALPHA_MAP, REFINE, WEBP)  # pieces that the sum leaves out: part of another, or an alternative
 
 # PNG encoder settings compared with results.py's (images.encode: OpenCV's defaults, which
 # are zlib level 1 with the RLE strategy and the SUB filter, "tuned for speed"). Naming a
@@ -108,7 +113,7 @@ def write_photos(folder: Path, n: int, width: int, height: int, seed: int = 0) -
     return paths
 
 
-def make_predictors(model_path: str | None, image_size: int) -> tuple:
+def make_predictors(model_path: str | None, image_size: int, width: float = 1.0) -> tuple:
     """The float32 model and inference.Predictors of it, of a copy with fused BatchNorm and of a bfloat16 copy.
 
     Returns:
@@ -120,7 +125,7 @@ def make_predictors(model_path: str | None, image_size: int) -> tuple:
     import model as unet
 
     def build():
-        return inference.load_model(model_path) if model_path else unet.build_unet((None, None, 3))
+        return inference.load_model(model_path) if model_path else unet.build_unet((None, None, 3), width=width)
 
     model = build()
     fused = build()
@@ -130,7 +135,7 @@ def make_predictors(model_path: str | None, image_size: int) -> tuple:
     problem = None
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        bf16 = unet.build_unet(tuple(model.inputs[0].shape[1:]))
+        bf16 = unet.build_unet(tuple(model.inputs[0].shape[1:]), width=width)
         bf16.set_weights(model.get_weights())  # a --model of another architecture fails here
         predictors[BF16] = inference.Predictor(bf16, image_size)
     except (ValueError, TypeError) as e:
@@ -194,6 +199,7 @@ def pieces(predictor, photos: list[Path], out_dir: Path, rounds: int) -> dict:
     batch = np.resize(squashed, (8, size, size, 3))  # results.py predicts in batches of 8
     probs = predictor(squashed)
     cutouts = [compose.cutout(photo, prob) for photo, prob in zip(decoded, probs, strict=True)]
+    alphas = [compose.alpha_map(p, *d.shape[:2]) for d, p in zip(decoded, probs, strict=True)]
     encoded = [images.encode(c, ".png") for c in cutouts]
     k = len(photos)
 
@@ -206,8 +212,10 @@ def pieces(predictor, photos: list[Path], out_dir: Path, rounds: int) -> dict:
         FORWARD: lambda: [predictor(batch) for _ in range(k)],
         "upsample + compose RGBA (compose.cutout)": each(compose.cutout, list(zip(decoded, probs, strict=True))),
         ALPHA_MAP: each(compose.alpha_map, [(p, *d.shape[:2]) for d, p in zip(decoded, probs, strict=True)]),
+        REFINE: each(compose.estimate_foreground, list(zip(decoded, alphas, strict=True))),
         "thumbnail for the figure": each(images.thumbnail, [(d,) for d in decoded]),
         "PNG encode (images.encode)": each(images.encode, [(c, ".png") for c in cutouts]),
+        WEBP: each(images.encode, [(c, ".webp") for c in cutouts]),
         "write file (images.write_atomic)": each(
             images.write_atomic, [(out_dir / f"piece{i}.png", e) for i, e in enumerate(encoded)]
         ),
@@ -245,7 +253,7 @@ def fast_cutout(photo, prob):
 
 
 def compose_options(photos: list[Path], rounds: int) -> tuple[dict, int]:
-    """Median seconds per photo of compose.cutout and of fast_cutout, and their largest difference."""
+    """Median seconds per photo of compose.cutout (without clean edges) and of fast_cutout, and their largest difference."""
     import numpy as np
 
     import compose
@@ -254,10 +262,12 @@ def compose_options(photos: list[Path], rounds: int) -> tuple[dict, int]:
     decoded = [images.read_rgb(p) for p in photos]
     prob = person_prob(128)
     variants = {
-        "compose.cutout": lambda: [compose.cutout(d, prob) for d in decoded],
+        "compose.cutout": lambda: [compose.cutout(d, prob, refine=False) for d in decoded],
         "candidate: cv2.cvtColor + convertScaleAbs": lambda: [fast_cutout(d, prob) for d in decoded],
     }
-    difference = max(int(np.abs(compose.cutout(d, prob).astype(int) - fast_cutout(d, prob)).max()) for d in decoded)
+    difference = max(
+        int(np.abs(compose.cutout(d, prob, refine=False).astype(int) - fast_cutout(d, prob)).max()) for d in decoded
+    )
     medians = alternate(variants, rounds, warmup=1)
     return {name: t / len(decoded) for name, t in medians.items()}, difference
 
@@ -280,6 +290,25 @@ def png_options(photos: list[Path], rounds: int) -> dict:
         name: sum(cv2.imencode(".png", b, p)[1].size for b in bgra) / len(bgra) / 1e6 for name, p in params.items()
     }
     return {name: (medians[name] / len(bgra), sizes[name]) for name in variants}
+
+
+def cutout_formats(photos: list[Path], rounds: int) -> dict:
+    """Median (wall, CPU) seconds to encode, and MB, per full-size RGBA cutout for each --format.
+
+    The cutouts have a person-shaped soft alpha and clean edges (an untrained model's
+    alpha is soft everywhere, which WebP, dropping the colour under fully transparent
+    pixels, would encode slower and larger than a real cutout).
+    """
+    import compose
+    import images
+
+    prob = person_prob(128)
+    cutouts = [compose.cutout(images.read_rgb(p), prob) for p in photos]
+    formats = (".png", ".webp")
+    variants = {ext: (lambda ext=ext: [images.encode(c, ext) for c in cutouts]) for ext in formats}
+    medians = alternate(variants, rounds, warmup=1, cpu=True)
+    sizes = {ext: sum(len(images.encode(c, ext)) for c in cutouts) / len(cutouts) / 1e6 for ext in formats}
+    return {ext: (medians[ext][0] / len(cutouts), medians[ext][1] / len(cutouts), sizes[ext]) for ext in formats}
 
 
 def forward_latency(model, predictors: dict, image_size: int, rounds: int) -> tuple[dict, dict]:
@@ -318,6 +347,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a .keras file (default: an untrained faithful U-net)")
     parser.add_argument("--image-size", type=int, default=128, help="model input size")
+    parser.add_argument("--unet-width", type=float, default=1.0, help="without --model: the untrained U-net's width")
     parser.add_argument("--photos", type=int, default=24, help="photos in the end-to-end folder")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
@@ -334,10 +364,10 @@ def main(argv=None) -> None:
     load = os.getloadavg()[0]
     print(f"benchmark: {command}")
     print(
-        f"U-net at {args.image_size}x{args.image_size} ({args.model or 'untrained, model.build_unet'}), "
+        f"U-net at {args.image_size}x{args.image_size} ({args.model or f'untrained, model.build_unet(width={args.unet_width})'}), "
         f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start"
     )
-    model, predictors, switched, problem = make_predictors(args.model, args.image_size)
+    model, predictors, switched, problem = make_predictors(args.model, args.image_size, args.unet_width)
     print(f"{model.count_params():,} parameters; fused BatchNorm in {switched} layers")
     size = f"{args.width}x{args.height}"
 
@@ -370,10 +400,14 @@ def main(argv=None) -> None:
         print(f"   the pieces, alone, per photo (median of {args.piece_rounds} rounds on {len(few)} photos): wall, CPU")
         for name, (w, c) in split.items():
             print(f"     {name:48} {ms(w):>9} {ms(c):>9}")
-        serial = [sum(t[i] for name, t in split.items() if name != ALPHA_MAP) for i in (0, 1)]  # cutout has it
+        serial = [sum(t[i] for name, t in split.items() if name not in INSIDE_OR_INSTEAD) for i in (0, 1)]
         print(f"     {'sum':48} {ms(serial[0]):>9} {ms(serial[1]):>9}")
+        formats = cutout_formats(few, args.piece_rounds)
+        print(f"   --format for a {size} RGBA cutout with a person-shaped alpha: encoding wall, CPU, size")
+        for ext, (w, c, mb) in formats.items():
+            print(f"     {ext[1:]:48} {ms(w):>9} {ms(c):>9}  {mb:.2f} MB")
         compose, difference = compose_options(few, args.piece_rounds)
-        print(f"   composing the RGBA cutout (max difference {difference} in alpha):")
+        print(f"   composing the RGBA cutout without clean edges (max difference {difference}):")
         base = compose["compose.cutout"]
         for name, t in compose.items():
             print(f"     {name:48} {ms(t):>9}  x{base / t:.2f} speed")
@@ -416,6 +450,10 @@ def main(argv=None) -> None:
     for name, (w, c) in split.items():
         print(f"| — {name.strip()}, alone | {ms(w)} (CPU {ms(c)}) | |")
     print(f"| — PNG cutout size | {png_mb:.1f} MB | |")
+    for ext, (w, c, mb) in formats.items():
+        print(
+            f"| cutout with a person-shaped alpha as {ext[1:]}: encoding, size | {ms(w)} (CPU {ms(c)}), {mb:.2f} MB | |"
+        )
     for name, t in latency.items():
         print(f"| forward pass, 1 photo: {name[4:]} | {ms(t)} | {base / t:.2f} |")
     for batch_size, found in batched.items():

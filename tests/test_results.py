@@ -11,6 +11,7 @@ from PIL import Image
 
 import compose
 import images
+import inference
 import results
 
 
@@ -211,13 +212,26 @@ def test_bad_models_get_one_line_errors(tmp_path, capsys):
         assert __import__("re").search(message, err)
 
 
-def test_missing_photo_and_bad_options(tmp_path, red_model, capsys):
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--format", "jpg"], "--format jpg needs --background"),
+        (["--mask-only", "--format", "webp"], "--mask-only writes lossless PNG masks"),
+        (["--mask-only", "--background", "white"], "--mask-only writes the alpha alone"),
+        (["--smooth", "1"], "--smooth must be at least 0 and below 1"),
+    ],
+)
+def test_bad_options_get_one_line_errors(tmp_path, red_model, capsys, options, message):
+    with pytest.raises(SystemExit) as e:
+        run("--model", red_model, *options, tmp_path)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("results.py: error: ") and message in err[-1]
+
+
+def test_missing_photo(tmp_path, red_model, capsys):
     assert run("--model", red_model, tmp_path / "nope.jpg") == 2
     assert "nope.jpg: no such file or folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:
-        run("--model", red_model, "--format", "jpg", tmp_path)
-    assert e.value.code == 2
-    assert "--format jpg needs --background" in capsys.readouterr().err
 
 
 def test_cutout_of_a_large_photo_keeps_its_resolution():
@@ -233,3 +247,94 @@ def test_cutout_of_a_large_photo_keeps_its_resolution():
 def test_encoded_image_round_trip():
     buffer = io.BytesIO(images.encode(np.zeros((4, 4, 4), np.uint8), ".png"))
     assert Image.open(buffer).mode == "RGBA"
+
+
+ORANGE, BLUE, MAGENTA = (230, 120, 40), (20, 160, 220), (255, 0, 255)
+
+
+def soft_edge_photo(alpha, seed=0):
+    """An orange person (left) over a textured blue background, mixed by ``alpha`` as a camera would."""
+    noise = np.random.default_rng(seed).normal(0, 10, (*alpha.shape, 3))
+    background = np.clip(np.array(BLUE, np.float32) + noise, 0, 255)
+    a = alpha[..., None] / 255.0
+    return np.clip(np.array(ORANGE) * a + background * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+def on_magenta(colour, alpha):
+    """``colour`` (an image or one RGB value) laid over magenta with ``alpha``."""
+    a = alpha[..., None] / 255.0
+    return np.asarray(colour, np.float32) * a + np.array(MAGENTA) * (1 - a)
+
+
+def edge_error(composite, alpha):
+    """Mean error of a composite on magenta over the soft edge, against the true orange person on magenta."""
+    band = (alpha > 0) & (alpha < 255)
+    return np.abs(composite - on_magenta(ORANGE, alpha))[band].mean()
+
+
+def ramp_prob(size=32, left=12, width=3):
+    """(size, size) probabilities: 1 on the left, falling to 0 over ``width`` model pixels."""
+    prob = np.clip((left + width - np.arange(size)) / width, 0, 1).astype(np.float32)
+    return np.broadcast_to(prob, (size, size)).copy()
+
+
+def test_estimated_foreground_removes_the_old_background_from_the_edge():
+    alpha = compose.alpha_map(ramp_prob(), 128, 192)
+    photo = soft_edge_photo(alpha)
+    refined = compose.estimate_foreground(photo, alpha)
+    unrefined_error, refined_error = (edge_error(on_magenta(c, alpha), alpha) for c in (photo, refined))
+    assert unrefined_error > 20 and refined_error < 0.5 * unrefined_error
+    low, high = compose.SOFT_RANGE
+    kept = (alpha < low) | (alpha > high)
+    assert np.array_equal(refined[kept], photo[kept])  # only the soft pixels change
+    hard = np.where(alpha >= 128, 255, 0).astype(np.uint8)
+    assert compose.estimate_foreground(photo, hard) is photo
+
+
+@pytest.fixture
+def ramp_predictor(monkeypatch):
+    """results.py's model replaced by one that always predicts ramp_prob() at 32x32."""
+
+    class Ramp:
+        def __init__(self, model, image_size):
+            self.image_size = image_size
+
+        def __call__(self, batch):
+            return np.stack([ramp_prob(self.image_size)] * len(batch))
+
+    monkeypatch.setattr(inference, "Predictor", Ramp)
+
+
+def test_refined_cutouts_masks_and_webp_through_the_command(tmp_path, red_model, ramp_predictor):
+    alpha = compose.alpha_map(ramp_prob(), 128, 192)
+    cv2.imwrite(str(tmp_path / "p.png"), cv2.cvtColor(soft_edge_photo(alpha), cv2.COLOR_RGB2BGR))
+    args = ["--model", red_model, "--size", 32, "--figure", tmp_path / "f.png", "--overwrite", tmp_path / "p.png"]
+    errors = {}
+    for name, options in (("refined", []), ("unrefined", ["--no-refine"])):
+        assert run(*args, "--out-dir", tmp_path / name, "--background", ",".join(map(str, MAGENTA)), *options) == 0
+        composite = cv2.cvtColor(cv2.imread(str(tmp_path / name / "p.png")), cv2.COLOR_BGR2RGB)
+        errors[name] = edge_error(composite.astype(np.float32), alpha)
+    assert errors["refined"] < 0.5 * errors["unrefined"]
+
+    assert run(*args, "--out-dir", tmp_path / "mask", "--mask-only") == 0
+    mask = cv2.imread(str(tmp_path / "mask" / "p.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.dtype == np.uint8 and mask.shape == alpha.shape and np.array_equal(mask, alpha)
+
+    for fmt in ("png", "webp"):
+        assert run(*args, "--out-dir", tmp_path / "cut", "--format", fmt) == 0
+    png, webp = (read_rgba(tmp_path / "cut" / f"p.{fmt}") for fmt in ("png", "webp"))
+    assert webp.shape == (128, 192, 4) and np.array_equal(webp[..., 3], alpha)  # WebP keeps the alpha exactly
+    visible = alpha > 0
+    assert np.array_equal(webp[visible], png[visible])  # and every visible pixel (lossless)
+
+
+def test_a_photo_too_wide_for_webp_fails_alone(tmp_path, red_model, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "p.png"), cv2.cvtColor(half_red(64, 96), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(photos / "wide.png"), cv2.cvtColor(half_red(8, 16400), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert run("--model", red_model, "--out-dir", out, "--figure", tmp_path / "f.png", "--format", "webp", photos) == 1
+    err = capsys.readouterr().err
+    assert "wide.png" in err and "WebP limit" in err
+    assert sorted(p.name for p in out.iterdir()) == ["p.webp"]
