@@ -446,7 +446,7 @@ def precision_policy(policy: str):
 class Datasets:
     train: tf.data.Dataset  # repeated, shuffled (and augmented) batches
     val: tf.data.Dataset
-    calibration: object  # an iterator of unaugmented training batches for --precise-bn, or None
+    calibration: object  # an iterator of training batches (augmented like training) for --precise-bn, or None
     train_images: int
 
 
@@ -475,8 +475,18 @@ def make_datasets(config: TrainConfig, epochs_done: int) -> Datasets:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train, val = train.with_options(options), val.with_options(options)
     calibration = None
-    if config.precise_bn:
-        calibration = iter(data.batches(pairs, config.batch_size, shuffle=True, seed=seed + 1, repeat=True))
+    if config.precise_bn:  # the statistics of what the weights were trained on (augmented, if so)
+        calibration = iter(
+            data.batches(
+                crops,
+                config.batch_size,
+                shuffle=True,
+                seed=seed + 1,
+                repeat=True,
+                augmented=config.augment,
+                augment_size=config.image_size if config.crop_from else None,
+            )
+        )
     return Datasets(train, val, calibration, int(pairs.cardinality()))
 
 

@@ -67,8 +67,6 @@ case $WHICH in
     run ab-small "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}"
     run ab-small-augment "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment
     run ab-small-augment-crop256 "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment --crop-from 256
-    run ab-small-augment-crop256-dice "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment --crop-from 256 \
-      --loss bce_dice
     run ab-small-augment-crop256-160 "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment --crop-from 320 \
       --image-size 160
     ;;

@@ -180,7 +180,7 @@ def test_augment_keeps_image_and_mask_aligned():
         if cols.size:
             column_mass = out_mask[..., 0].sum(axis=0)
             flipped += column_mass[cols[-1]] > column_mass[cols[0]]
-    assert changed >= 35, "augmentation left most masks unchanged"
+    assert changed >= 25, "augmentation left most masks unchanged"
     assert 8 <= flipped <= 32, f"{flipped} of 40 flipped"
 
 
@@ -215,7 +215,8 @@ def test_crop_boxes_include_upper_body_crops():
     assert (boxes >= 0).all() and (boxes <= 1.0 + 1e-6).all()
     assert ((y1 - y0) >= 0.35 - 1e-6).all() and ((x1 - x0) >= data.ZOOM[0] - 1e-6).all()
     upper = (y0 <= 0.1) & (y1 - y0 <= 0.8)
-    assert 0.4 <= upper.mean() <= 0.75
+    whole = (boxes == [0.0, 0.0, 1.0, 1.0]).all(axis=1)
+    assert 0.25 <= upper.mean() <= 0.45 and 0.25 <= whole.mean() <= 0.42
     aspect = (x1 - x0) / (y1 - y0)
     assert aspect.min() < 0.8 and aspect.max() > 1.6, "no aspect-ratio jitter"
 
