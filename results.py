@@ -1,5 +1,7 @@
 """Looks at a trained model: cutouts of any photo or video, a figure of predictions, test metrics.
 
+    python results.py me.jpg
+        -> cutouts/me.png with the model shipped in models/ (MODEL.md), trained on real photos
     python results.py --model runs/demo/best.keras photos/ me.jpg
         -> cutouts/<stem>.png (RGBA at the photo's resolution) and results.png
     python results.py --model runs/demo/best.keras --mask-only photos/

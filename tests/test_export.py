@@ -2,6 +2,8 @@
 runtime (TensorFlow, LiteRT, ONNX Runtime), and gives the alpha results.py computes, to within
 serving.ALPHA_TOLERANCE grey levels; mistakes get one line and leave nothing behind."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import inference
 import model as unet
 import serving
 
+ROOT = Path(__file__).resolve().parents[1]
 OUT_NAMES = {"saved_model": "person_saved_model", "litert": "person.tflite", "onnx": "person.onnx"}
 FORMATS = [
     pytest.param(fmt, marks=pytest.mark.skipif(bool(serving.missing_packages(fmt)), reason=f"{fmt}: not installed"))
@@ -136,3 +139,17 @@ def test_failed_check_leaves_nothing(model_file, tmp_path, capsys, monkeypatch):
     assert export.main(["--model", str(model_file), "--format", "saved_model", "--out", str(out)]) == 2
     assert "differs from results.py's" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f.values[0] in ("saved_model", "litert")])
+def test_the_shipped_model_exports_with_results_alpha(fmt, tmp_path):
+    """The model in models/ (MODEL.md), exported, gives results.py's alpha on odd-sized photos."""
+    model = inference.load_model(ROOT / "models" / "person_unet.keras")
+    shipped = inference.Predictor(model, inference.model_size(model))
+    out = tmp_path / OUT_NAMES[fmt]
+    serving.export(model, fmt, out)
+    alpha_of = serving.load_exported(out)
+    for seed, (height, width) in enumerate(PHOTO_SIZES):
+        photo = serving.sample_photo(height, width, seed=20 + seed)
+        difference = np.abs(alpha_of(photo).astype(np.int16) - results_alpha(shipped, photo)).max()
+        assert difference <= serving.ALPHA_TOLERANCE, (fmt, height, width, difference)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import cv2
 import nbformat
+import numpy as np
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
-import images
 import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,9 +80,17 @@ def test_notebook_runs_headless_in_quick_mode(tmp_path):
     repo.mkdir()
     for path in [*ROOT.glob("*.py"), *ROOT.glob("requirements*.txt"), NOTEBOOK]:
         shutil.copy2(path, repo / path.name)
+    shutil.copytree(ROOT / "models", repo / "models")
+    me = tmp_path / "me.jpg"  # "your own photo": a figure on a background, 300x200
+    photo = np.full((300, 200, 3), (40, 120, 200), np.uint8)
+    cv2.ellipse(photo, (100, 190), (55, 110), 0, 0, 360, (200, 160, 140), -1)
+    cv2.circle(photo, (100, 70), 30, (180, 140, 120), -1)
+    cv2.imwrite(str(me), photo)
     nb = read_notebook(repo / "demo.ipynb")
-    # Papermill-style injected parameters: one epoch of three steps.
-    injected = nbformat.v4.new_code_cell("EPOCHS = 1\nSTEPS_PER_EPOCH = 3", metadata={"tags": ["injected-parameters"]})
+    # Papermill-style injected parameters: one epoch of three steps, and the photo to cut out.
+    injected = nbformat.v4.new_code_cell(
+        f"EPOCHS = 1\nSTEPS_PER_EPOCH = 3\nPHOTO = {str(me)!r}", metadata={"tags": ["injected-parameters"]}
+    )
     nb.cells.insert(parameters_index(nb) + 1, injected)
 
     client = NotebookClient(
@@ -105,9 +113,9 @@ def test_notebook_runs_headless_in_quick_mode(tmp_path):
     assert (options["epochs"], options["steps_per_epoch"], options["width"]) == (1, 3, train.DEMO.width)
     for figure in ("curves.png", "notebook_predictions.png"):
         assert (run / figure).read_bytes()[:4] == PNG, figure
+    # The shipped model's cutout (cut yourself out), then the trained model's, never overwritten.
     cutouts = sorted((repo / "cutouts").glob("*.png"))
-    assert len(cutouts) == 1 and cutouts[0].read_bytes()[:4] == PNG
-    cutout = cv2.imread(str(cutouts[0]), cv2.IMREAD_UNCHANGED)
-    photo = repo / "data-sample" / "coco" / "val2017" / f"{cutouts[0].stem}.jpg"
-    assert cutout.ndim == 3 and cutout.shape[2] == 4
-    assert cutout.shape[:2] == images.read_rgb(photo).shape[:2]
+    assert [c.name for c in cutouts] == ["me-2.png", "me.png"]
+    for path in cutouts:
+        cutout = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert cutout.shape == (300, 200, 4), path.name

@@ -338,3 +338,16 @@ def test_a_photo_too_wide_for_webp_fails_alone(tmp_path, red_model, capsys):
     err = capsys.readouterr().err
     assert "wide.png" in err and "WebP limit" in err
     assert sorted(p.name for p in out.iterdir()) == ["p.webp"]
+
+
+def test_without_model_the_shipped_model_cuts_out(tmp_path):
+    """``python results.py me.jpg``: the model in models/ (MODEL.md), small enough to ship."""
+    assert results.SHIPPED_MODEL.is_file()
+    assert results.SHIPPED_MODEL.stat().st_size <= 12 * 2**20
+    model = inference.load_model(results.SHIPPED_MODEL)
+    assert inference.model_size(model) == 128 and model.count_params() == 1_433_121
+    photo = tmp_path / "me.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(half_red(300, 200), cv2.COLOR_RGB2BGR))
+    code = results.main([str(photo), "--out-dir", str(tmp_path / "out"), "--figure", str(tmp_path / "f.png")])
+    assert code == 0
+    assert cv2.imread(str(tmp_path / "out" / "me.png"), cv2.IMREAD_UNCHANGED).shape == (300, 200, 4)
