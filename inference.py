@@ -119,6 +119,16 @@ def _read(path: Path):
         return e
 
 
+def _read_ahead(pool: ThreadPoolExecutor, photos: list[Path], batch_size: int):
+    """Yields (indices, photos or read errors) batch by batch, reading the next batch in ``pool`` meanwhile."""
+    chunks = [list(range(i, min(i + batch_size, len(photos)))) for i in range(0, len(photos), batch_size)]
+    pending = [pool.submit(_read, photos[i]) for i in chunks[0]] if chunks else []
+    for k, chunk in enumerate(chunks):
+        loaded = [f.result() for f in pending]
+        pending = [pool.submit(_read, photos[i]) for i in chunks[k + 1]] if k + 1 < len(chunks) else []
+        yield chunk, loaded
+
+
 def _encode_and_write(image: np.ndarray, path: Path) -> None:
     images.write_atomic(path, images.encode(image, path.suffix, quality=95))
 
@@ -162,13 +172,9 @@ def cut_out_photos(
             return
         rows.append(row)
 
-    chunks = [list(range(i, min(i + batch_size, len(photos)))) for i in range(0, len(photos), batch_size)]
     bar = tqdm(total=len(photos), desc="cutting out", unit="photo", disable=None if progress else True)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [pool.submit(_read, photos[i]) for i in chunks[0]] if chunks else []
-        for k, chunk in enumerate(chunks):
-            loaded = [f.result() for f in pending]
-            pending = [pool.submit(_read, photos[i]) for i in chunks[k + 1]] if k + 1 < len(chunks) else []
+        for chunk, loaded in _read_ahead(pool, photos, batch_size):
             failures += [str(photo) for photo in loaded if isinstance(photo, Exception)]
             good = [(i, photo) for i, photo in zip(chunk, loaded, strict=True) if not isinstance(photo, Exception)]
             bar.update(len(chunk) - len(good))
