@@ -101,17 +101,6 @@ def soft_edge_width(alpha: np.ndarray, soft_pixels: int, step: int = 4) -> float
     return min(soft_pixels / max(1, crossings * step), max(alpha.shape) / 4)
 
 
-def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
-    """The image scaled (area) so that its longer side is at most ``side``."""
-    height, width = image.shape[:2]
-    factor = side / max(height, width)
-    if factor >= 1:
-        return image
-    return cv2.resize(
-        image, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
-    )
-
-
 def _odd(size: float) -> int:
     """A box size: odd, so that the box is centred on its pixel, and at least 1."""
     return max(1, round(size)) | 1
@@ -154,10 +143,10 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         return photo
     height, width = alpha.shape
     boxes = [k * soft_edge_width(alpha, count) for k in BOXES_IN_EDGE_WIDTHS]
-    image = _shrunk(photo, FINE_SIDE).astype(np.float32) / 255.0
-    a = _shrunk(alpha, FINE_SIDE).astype(np.float32) / 255.0
+    image = images.thumbnail(photo, FINE_SIDE).astype(np.float32) / 255.0
+    a = images.thumbnail(alpha, FINE_SIDE).astype(np.float32) / 255.0
     fine_size = a.shape[1::-1]
-    coarse_image, coarse_a = _shrunk(image, COARSE_SIDE), _shrunk(a, COARSE_SIDE)
+    coarse_image, coarse_a = images.thumbnail(image, COARSE_SIDE), images.thumbnail(a, COARSE_SIDE)
     mean_f, mean_b = _local_means(coarse_a, coarse_image, coarse_image, _odd(boxes[0] * coarse_a.shape[1] / width))
     mean_f, mean_b = cv2.resize(mean_f, fine_size), cv2.resize(mean_b, fine_size)
     a3 = a[..., None]

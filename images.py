@@ -138,16 +138,14 @@ def thumbnail(image: np.ndarray, size: int = 256) -> np.ndarray:
     )
 
 
-def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """The image files of a folder (``IMAGE_EXTENSIONS``) in sorted order, hidden files skipped.
+def list_images(folder: str | Path, recursive: bool = False, extensions: tuple = IMAGE_EXTENSIONS) -> list[Path]:
+    """The image files of a folder (or other ``extensions``) in sorted order, hidden files skipped.
 
-    Hidden files include the temporary names of ``write_atomic``.
+    Hidden files include the temporary names of ``write_atomic`` and ``tmp_name``.
     """
     folder = Path(folder)
     found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
+    return sorted(p for p in found if p.suffix.lower() in extensions and not p.name.startswith(".") and p.is_file())
 
 
 def encode(image: np.ndarray, ext: str, quality: int = 95) -> bytes:
@@ -181,9 +179,16 @@ def _encode_webp(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def tmp_name(path: str | Path) -> Path:
-    """The hidden temporary name ``write_atomic`` writes before renaming."""
+def tmp_name(path: str | Path, keep_suffix: bool = False) -> Path:
+    """The hidden temporary name a file is written under before it is renamed to ``path``.
+
+    ``keep_suffix`` puts the suffix last (``.<stem>.<pid>.tmp<suffix>``), for writers that
+    pick the format from it (Keras, FFmpeg, LiteRT); ``write_atomic`` writes the bytes
+    itself and uses ``.<name>.<pid>.tmp``, which ``remove_stale_tmp`` clears.
+    """
     path = Path(path)
+    if keep_suffix:
+        return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 

@@ -308,12 +308,6 @@ def _write(wrapper: AlphaModel, fmt: str, path: Path) -> None:
             wrapper.export(str(path), format="onnx", input_signature=SIGNATURE, verbose=False, opset_version=ONNX_OPSET)
 
 
-def tmp_path(path: Path) -> Path:
-    """The hidden name beside ``path`` an export is written under (keeping the suffix, which
-    the LiteRT writer checks) before it is renamed into place."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -363,7 +357,7 @@ def export(model, fmt: str, path: str | Path, size: int | None = None, overwrite
     check_format(fmt)
     path = check_destination(fmt, path, overwrite)
     wrapper = alpha_model(model, size, fmt)
-    tmp = tmp_path(path)
+    tmp = images.tmp_name(path, keep_suffix=True)  # the LiteRT writer checks the suffix
     _remove(tmp)
     try:
         _write(wrapper, fmt, tmp)

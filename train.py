@@ -303,7 +303,7 @@ def load_run(run_dir: str | Path, changes: dict) -> tuple[TrainConfig, dict]:
 
 def save_model_atomic(model, path: Path) -> None:
     """model.save to a hidden temporary .keras file, then rename: never a partial file."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    tmp = images.tmp_name(path, keep_suffix=True)  # Keras saves by the suffix
     try:
         model.save(tmp)
         os.replace(tmp, path)

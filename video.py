@@ -67,15 +67,9 @@ def is_video(path: str | Path) -> bool:
 
 
 def list_videos(folder: str | Path) -> list[Path]:
-    """The video files (``VIDEO_EXTENSIONS``) under a folder, recursively, sorted; hidden ones skipped.
-
-    Hidden files include the temporary names of ``video_writer``.
-    """
-    return sorted(
-        p
-        for p in Path(folder).rglob("*")
-        if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
+    """The video files (``VIDEO_EXTENSIONS``) under a folder, recursively, sorted; hidden ones
+    (``video_writer``'s temporary files among them) skipped."""
+    return images.list_images(folder, recursive=True, extensions=VIDEO_EXTENSIONS)
 
 
 def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
@@ -116,12 +110,6 @@ def read_batches(capture: cv2.VideoCapture, batch_size: int) -> Iterator[list[np
         yield batch
 
 
-def video_tmp_name(path: str | Path) -> Path:
-    """The hidden temporary name a video is written under: ``.<stem>.<pid>.tmp<suffix>``."""
-    path = Path(path)
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 @contextmanager
 def video_writer(path: str | Path, fps: float) -> Iterator[Callable[[np.ndarray], None]]:
     """A ``write(frame)`` function that appends frames to the video ``path``, renamed into place at the end.
@@ -134,7 +122,7 @@ def video_writer(path: str | Path, fps: float) -> Iterator[Callable[[np.ndarray]
         VideoError: OpenCV cannot write this video, or no frame was written.
     """
     path = Path(path)
-    tmp = video_tmp_name(path)
+    tmp = images.tmp_name(path, keep_suffix=True)  # FFmpeg picks the container from the suffix
     state = {"writer": None, "frames": 0}
 
     def write(frame: np.ndarray) -> None:

@@ -65,7 +65,7 @@ def ship(model, size: int, width: float, path: Path) -> None:
     """
     fixed = unet.build_unet((size, size, 3), width=width)
     fixed.set_weights(model.get_weights())
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    tmp = images.tmp_name(path, keep_suffix=True)  # Keras saves by the suffix
     path.parent.mkdir(parents=True, exist_ok=True)
     fixed.save(tmp)
     tmp.replace(path)
