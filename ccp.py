@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,12 +42,6 @@ SHOWN_EMPTY = 10  # empty-mask stems printed per split
 
 class LabelMapError(ValueError):
     """A .mat file that cannot be read as a label map; the message names it."""
-
-
-def split_of(stem: str) -> str:
-    """Deterministic split by file name (the same on every run and machine): 10% test, 10% val."""
-    bucket = zlib.crc32(stem.encode()) % 10
-    return "test" if bucket == 0 else "val" if bucket == 1 else "train"
 
 
 def load_mat(path: Path, variable: str) -> object:
@@ -188,7 +180,7 @@ def select(src: Path, out: Path, reports: dict) -> list[Task]:
     # Hidden names are skipped: macOS leaves ._0001.mat resource forks in some archives.
     for label_map in sorted(p for p in label_dir.glob("*.mat") if not p.name.startswith(".")):
         stem = label_map.stem
-        split = split_of(stem)
+        split = folders.split_of(stem)
         reports[split].label_maps += 1
         image, mask = folders.pair_paths(out, split, stem)
         tasks.append(
@@ -240,21 +232,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="clothing-co-parsing",
         help=f"the release ({CCP_URL}) with photos/, annotations/pixel-level/ and label_list.mat",
     )
-    parser.add_argument("--out", default="data-ccp", help="output folder for train/, val/, test/")
-    parser.add_argument(
-        "--size", type=int, default=128, help="output height and width, a multiple of 32; 0 keeps each photo's size"
-    )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="rewrite existing files (and remove ones no longer selected)"
-    )
+    folders.add_output_arguments(parser, out="data-ccp")
     args = parser.parse_args(argv)
-    try:
-        images.check_size(args.size, allow_zero=True)
-    except ValueError as e:
-        parser.error(str(e))
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1. Received: {args.workers}")
+    folders.check_output_arguments(parser, args)
     return args
 
 

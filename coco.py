@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import functools
 import io
-import os
 import sys
 import zlib
 from collections import Counter
@@ -200,30 +199,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="COCO 2017 folder with annotations/, train2017/, val2017/ (default: coco; with --sample: OUT/coco)",
     )
-    parser.add_argument("--out", default="data", help="output folder for train/, val/, test/")
-    parser.add_argument(
-        "--size", type=int, default=128, help="output height and width, a multiple of 32; 0 keeps each photo's size"
-    )
+    folders.add_output_arguments(parser, out="data")
     parser.add_argument(
         "--val-fraction", type=float, default=0.05, help="fraction of filtered train2017 held out as val/"
-    )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="rewrite existing files (and remove ones no longer selected)"
     )
     parser.add_argument(
         "--sample", action="store_true", help="first write the built-in synthetic COCO-format sample, then filter it"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the built-in sample (with --sample)")
     args = parser.parse_args(argv)
-    try:
-        images.check_size(args.size, allow_zero=True)
-    except ValueError as e:
-        parser.error(str(e))
+    folders.check_output_arguments(parser, args)
     if not 0.0 <= args.val_fraction < 1.0:
         parser.error(f"--val-fraction must be in [0, 1). Received: {args.val_fraction}")
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1. Received: {args.workers}")
     if args.coco_dir is None:
         args.coco_dir = str(Path(args.out) / "coco") if args.sample else "coco"
     return args

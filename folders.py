@@ -13,7 +13,10 @@ write loop with a progress bar that collects what happened per split.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +31,34 @@ MANIFEST = "dataset.json"
 KINDS = (("images", ".jpg"), ("masks", ".png"))  # sub-folder and file type of a pair's two files
 WRITTEN = "written"  # the status a worker returns for a pair it wrote
 SHOWN_PROBLEMS = 10  # problem files printed per split; the rest are counted
+
+
+def split_of(stem: str) -> str:
+    """Deterministic split by file stem, the same on every run and machine: 10% test, 10% val, the rest train."""
+    bucket = zlib.crc32(stem.encode()) % 10
+    return "test" if bucket == 0 else "val" if bucket == 1 else "train"
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The options every converter has: --out, --size, --workers, --overwrite (checked by ``check_output_arguments``)."""
+    parser.add_argument("--out", default=out, help="output folder for train/, val/, test/")
+    parser.add_argument(
+        "--size", type=int, default=128, help="output height and width, a multiple of 32; 0 keeps each photo's size"
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="rewrite existing files (and remove ones no longer selected)"
+    )
+
+
+def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exits through ``parser.error`` on a --size or --workers that cannot work."""
+    try:
+        images.check_size(args.size, allow_zero=True)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1. Received: {args.workers}")
 
 
 class DatasetError(Exception):
@@ -145,11 +176,11 @@ def write_all(
     progress.close()
 
 
-def print_problems(report: SplitReport) -> None:
-    """The problem counts of one split and the first files named, indented under its line."""
+def print_problems(report: SplitReport, shown: int | None = SHOWN_PROBLEMS, label: str = "problems") -> None:
+    """The problem counts of one split and the first ``shown`` files named (None: all), indented under its line."""
     if report.problems:
-        print(f"  problems: {', '.join(f'{k} {v}' for k, v in report.problems.items())}")
-        for detail in report.problem_files[:SHOWN_PROBLEMS]:
+        print(f"  {label}: {', '.join(f'{k} {v}' for k, v in report.problems.items())}")
+        for detail in report.problem_files[:shown]:
             print(f"    {detail}")
-        if len(report.problem_files) > SHOWN_PROBLEMS:
-            print(f"    ... and {len(report.problem_files) - SHOWN_PROBLEMS} more")
+        if shown is not None and len(report.problem_files) > shown:
+            print(f"    ... and {len(report.problem_files) - shown} more")

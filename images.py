@@ -84,14 +84,42 @@ def read_rgb(path: str | Path, apply_exif: bool = True) -> np.ndarray:
     return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR, apply_exif), cv2.COLOR_BGR2RGB)
 
 
+def read_gray(path: str | Path, apply_exif: bool = True) -> np.ndarray:
+    """Reads any image as one uint8 channel (a colour image's luminance).
+
+    Raises:
+        ImageReadError: with the file's name and the reason.
+    """
+    return _decode(path, cv2.IMREAD_GRAYSCALE, apply_exif)
+
+
 def read_mask(path: str | Path, apply_exif: bool = True) -> np.ndarray:
     """Reads a person mask as uint8 0/1: 0/255 masks (ours) and 0/1 masks (the original's) alike.
 
     Raises:
         ImageReadError: with the file's name and the reason.
     """
-    gray = _decode(path, cv2.IMREAD_GRAYSCALE, apply_exif)
+    gray = read_gray(path, apply_exif)
     return (gray > (127 if gray.max() > 1 else 0)).astype(np.uint8)
+
+
+def read_rgba(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Reads a photo and its alpha channel: (uint8 RGB, uint8 alpha or None if it has none).
+
+    16-bit files are scaled to 8 bits. The pixels are read as stored: OpenCV applies no EXIF
+    orientation when it keeps the alpha channel (RGBA PNG and WebP files rarely carry one).
+
+    Raises:
+        ImageReadError: with the file's name and the reason.
+    """
+    image = _decode(path, cv2.IMREAD_UNCHANGED, apply_exif=False)
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageReadError(f"{path}: {image.dtype} pixels, expected 8 or 16 bits")
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB), np.ascontiguousarray(image[..., 3])
+    return read_rgb(path), None
 
 
 def squash(image: np.ndarray, size: int) -> np.ndarray:

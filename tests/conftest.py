@@ -1,6 +1,7 @@
 """Shared test setup: run from the repository root, quiet TensorFlow, fixed seeds."""
 
 import os
+import struct
 import sys
 from pathlib import Path
 
@@ -43,3 +44,11 @@ def tiny_data(tmp_path_factory):
     for seed, (split, n) in enumerate((("train", 12), ("val", 4), ("test", 4))):
         write_split(root / split, n=n, seed=seed)
     return root
+
+
+def with_exif_orientation(jpeg, orientation):
+    """``jpeg`` with an EXIF block holding only the orientation tag (6: stored sideways)."""
+    entry = struct.pack("<HHII", 0x0112, 3, 1, orientation)  # tag, type SHORT, count, value
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]

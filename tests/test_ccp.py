@@ -1,6 +1,5 @@
 """ccp.py on tiny Clothing Co-Parsing releases built here (the real one is not on users' machines)."""
 
-import struct
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -13,6 +12,7 @@ import scipy.io
 import ccp
 import folders
 import images
+from conftest import with_exif_orientation
 
 # Background labels at other indices than in the real release (bag 2, purse 33, wallet 56):
 # the converter must find them by name.
@@ -41,14 +41,6 @@ def smooth_photo(height, width, seed):
     y, x = np.mgrid[0:height, 0:width]
     base = np.random.default_rng(seed).integers(40, 200, 3)
     return np.clip(base + np.stack([x, y, x + y], -1) * 40 // (height + width), 0, 255).astype(np.uint8)
-
-
-def with_exif_orientation(jpeg, orientation):
-    """``jpeg`` with an EXIF block holding only the orientation tag (6: stored sideways)."""
-    entry = struct.pack("<HHII", 0x0112, 3, 1, orientation)  # tag, type SHORT, count, value
-    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
-    payload = b"Exif\x00\x00" + tiff
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
 
 
 def random_labels(height, width, seed):
