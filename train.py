@@ -4,7 +4,8 @@
     python train.py --demo                # a few minutes on the built-in sample (python coco.py --sample first)
     python train.py --resume runs/NAME    # continue a stopped run where it stopped
 
-From Python: ``train(TrainConfig(data_dir="data", width=0.25))`` and ``resume("runs/NAME")``.
+From Python: ``train(TrainConfig(data_dir="data", width=0.25))`` and ``resume("runs/NAME")``;
+the options (TrainConfig, the DEMO preset, the command line) are config.py's.
 
 A run writes runs/NAME/: config.json (options, precision, versions), state.json,
 last.keras (every epoch), best.keras (best val_iou), history.csv, curves.png and, when
@@ -13,10 +14,8 @@ DATA/test exists, test_metrics.json and test_predictions.png from best.keras.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
-import dataclasses
 import io
 import json
 import math
@@ -25,7 +24,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -38,219 +37,7 @@ import hardware
 import images
 import inference
 import model as unet
-
-FIXED, FREE = "fixed", "may change"  # what --resume allows for an option
-
-
-def option(default, help: str, *, choices=None, resume: str = FIXED, const=None, metavar=None):
-    """A TrainConfig field: its default, its --help text, allowed values and its --resume policy."""
-    return field(
-        default=default,
-        metadata={"help": help, "choices": choices, "resume": resume, "const": const, "metavar": metavar},
-    )
-
-
-class ConfigError(ValueError):
-    """An option value that cannot work; the message names the option (--flag) and the value."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every training option, in one place. The defaults are the original recipe.
-
-    argparse is generated from these fields (``make_parser``), config.json stores them
-    (``to_dict`` / ``from_dict``), and ``DEMO`` is a preset of them.
-    """
-
-    data_dir: str = option("data", "folder with train/, val/ (and test/) from coco.py")
-    image_size: int = option(128, "height and width of the model's input, a multiple of 32")
-    width: float = option(
-        1.0, "network width: multiplies every block's filters (1.0: the original; 0.5, 0.25: ~1/4, ~1/16 the compute)"
-    )
-    batch_size: int = option(32, "global batch size (split across devices)")
-    epochs: int = option(50, "number of epochs (may be raised on --resume)", resume=FREE)
-    steps_per_epoch: int = option(300, "training steps per epoch (the training set repeats)")
-    validation_steps: int = option(10, "val/ batches per validation; 0: all of it")
-    seed: int = option(1, "random seed (weights, shuffling, dropout, augmentation)")
-    learning_rate: float = option(unet.LEARNING_RATE, "Adam's initial learning rate")
-    decay_steps: int = option(unet.DECAY_STEPS, "exponential schedule: the rate x decay-rate every this many steps")
-    decay_rate: float = option(unet.DECAY_RATE, "exponential schedule: decay factor (staircase)")
-    schedule: str = option(
-        "exponential", "the original's exponential decay, or a cosine to 0 at the last step", choices=unet.SCHEDULES
-    )
-    warmup_steps: int = option(0, "with --schedule cosine: steps of linear warm-up from 0")
-    loss: str = option("bce", "binary cross-entropy, or BCE + soft Dice", choices=tuple(unet.LOSSES))
-    augment: bool = option(False, "random upper-body/zoom crops, aspect jitter, flips, colour jitter (data.augment)")
-    crop_from: int = option(
-        0,
-        "with --augment: read the training photos at this size (a multiple of 32, at least --image-size) and "
-        "take the crops from them, shrunk to --image-size, so crops are as sharp as whole photos; "
-        "0: crop the --image-size photos",
-        metavar="SIZE",
-    )
-    precise_bn: int = option(
-        0,
-        "before each validation, re-estimate BatchNorm statistics on this many training batches (dropout off); "
-        "0: the original's moving averages",
-        resume=FREE,
-        metavar="BATCHES",
-    )
-    mixed_precision: str = option(
-        "off",
-        "16-bit compute where the hardware has it: float16 on a GPU, bfloat16 on a CPU with native bfloat16 "
-        "(else float32, with a note); 'force': bfloat16 even where it is emulated (slow)",
-        choices=hardware.PRECISION_MODES,
-        const="auto",
-        resume=FREE,
-    )
-    fused_batchnorm: bool = option(
-        False, "BatchNormalization through TensorFlow's fused kernel: the same math, faster", resume=FREE
-    )
-    jit_compile: bool = option(False, "compile the training step with XLA (slower on the CPUs measured)")
-    distribute: str = option(
-        "none",
-        "mirrored: all local GPUs (or CPUs); multiworker: the cluster in TF_CONFIG",
-        choices=("none", "mirrored", "multiworker"),
-    )
-    runs_dir: str = option("runs", "where run folders are created")
-    name: str | None = option(None, "run folder name (default: the start time)")
-    tensorboard: bool = option(False, "also write TensorBoard logs to RUN_DIR/tensorboard", resume=FREE)
-    verbose: int = option(1, "Keras progress: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2), resume=FREE)
-
-    def __post_init__(self):
-        check_config(self)
-
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
-
-    def replace(self, **changes) -> TrainConfig:
-        """A copy with some options changed (checked like any config)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """The config a config.json describes; options it lacks (older runs) take their defaults."""
-        values = {k: v for k, v in values.items() if k not in RETIRED}
-        if isinstance(values.get("mixed_precision"), bool):  # before 'auto'/'force': a flag
-            values["mixed_precision"] = "auto" if values["mixed_precision"] else "off"
-        return cls().replace(**values)
-
-
-def check_config(c: TrainConfig) -> None:
-    """Raises ConfigError naming the first option whose value cannot work."""
-    for f in dataclasses.fields(c):
-        choices = f.metadata["choices"]
-        if choices is not None and getattr(c, f.name) not in choices:
-            raise ConfigError(f"{flag(f.name)} must be one of {choices}. Received: {getattr(c, f.name)!r}")
-    try:
-        images.check_size(c.image_size, "--image-size")
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    for name in ("batch_size", "epochs", "steps_per_epoch", "decay_steps"):
-        if getattr(c, name) < 1:
-            raise ConfigError(f"{flag(name)} must be at least 1. Received: {getattr(c, name)}")
-    if not 0 < c.width <= 4:
-        raise ConfigError(f"--width must be in (0, 4]. Received: {c.width}")
-    if c.warmup_steps < 0 or (c.schedule == "cosine" and c.warmup_steps >= c.total_steps):
-        raise ConfigError(
-            f"--warmup-steps must be 0 or more and, with --schedule cosine, fewer than the run's "
-            f"{c.total_steps} steps. Received: {c.warmup_steps}"
-        )
-    if c.crop_from and (not c.augment or c.crop_from < c.image_size or c.crop_from % images.SIZE_MULTIPLE):
-        raise ConfigError(
-            f"--crop-from needs --augment and must be 0 or a multiple of {images.SIZE_MULTIPLE} of at least "
-            f"--image-size ({c.image_size}). Received: {c.crop_from}"
-        )
-    if c.precise_bn < 0:
-        raise ConfigError(f"--precise-bn must be 0 (off) or a number of batches. Received: {c.precise_bn}")
-    if c.precise_bn and c.distribute != "none":
-        raise ConfigError("--precise-bn works without --distribute only")
-    if c.validation_steps < 0:
-        raise ConfigError(f"--validation-steps must be 0 (all) or more. Received: {c.validation_steps}")
-    if not c.learning_rate > 0 or not 0 < c.decay_rate <= 1:
-        raise ConfigError(
-            f"--learning-rate must be > 0 and --decay-rate in (0, 1]. Received: {c.learning_rate}, {c.decay_rate}"
-        )
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-# Options of older config.json files that are no longer options: --demo is now a preset.
-RETIRED = ("demo",)
-
-# --demo: the built-in sample, sized so that training takes a few minutes on the slow CPUs
-# (AVX2 only, no native bfloat16): a quarter-width network (1/16 of the compute), mixed
-# precision where the CPU has native bfloat16, and a cosine schedule that ends at 0 so the
-# last epochs settle instead of swinging; the BatchNorm statistics are re-estimated before
-# each validation (see README, "Why --precise-bn").
-DEMO = TrainConfig(
-    data_dir="data-sample",
-    width=0.25,
-    epochs=10,
-    steps_per_epoch=25,
-    batch_size=16,
-    validation_steps=0,
-    name="demo",
-    mixed_precision="auto",
-    fused_batchnorm=True,
-    schedule="cosine",
-    precise_bn=8,
-)
-
-
-# ---------------------------------------------------------------------------- command line
-
-TYPES = {"int": int, "float": float, "str": str, "str | None": str}
-
-
-def make_parser() -> argparse.ArgumentParser:
-    """The command line, generated from TrainConfig; only the options given appear in the result."""
-    parser = argparse.ArgumentParser(
-        prog="train.py",
-        description="Train the original U-net (the original recipe by default).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    for f in dataclasses.fields(TrainConfig):
-        meta = f.metadata
-        kwargs = {"default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {f.default})"}
-        if f.type == "bool":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs.update(type=TYPES[f.type], choices=meta["choices"], metavar=meta["metavar"])
-            if meta["const"] is not None:
-                kwargs.update(nargs="?", const=meta["const"])
-        if meta["resume"] == FREE:
-            kwargs["help"] += " [may change on --resume]"
-        parser.add_argument(flag(f.name), **kwargs)
-    preset = ", ".join(f"{k}={v}" for k, v in DEMO.to_dict().items() if v != getattr(TrainConfig(), k))
-    parser.add_argument("--demo", action="store_true", help=f"the demo preset ({preset}); options given explicitly win")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config.json)")
-    return parser
-
-
-def parse_args(argv=None) -> tuple[TrainConfig, str | None, dict]:
-    """(config, resume run folder or None, the options given explicitly); exits 2 on a bad value."""
-    parser = make_parser()
-    args = vars(parser.parse_args(argv))
-    demo, resume_dir = args.pop("demo", False), args.pop("resume", None)
-    if demo and resume_dir:
-        parser.error("--demo and --resume do not go together: a resumed run keeps its own options")
-    try:
-        config = (DEMO if demo else TrainConfig()).replace(**args)
-    except ConfigError as e:
-        parser.error(str(e))
-    if demo and "name" not in args:  # the preset's name: a second demo becomes demo-2
-        config = config.replace(name=free_name(Path(config.runs_dir), config.name))
-    return config, resume_dir, args
+from config import ConfigError, TrainConfig, free_name, parse_args, read_options, write_options
 
 
 class TrainError(Exception):
@@ -258,14 +45,6 @@ class TrainError(Exception):
 
 
 # ---------------------------------------------------------------------------- run folders
-
-
-def free_name(runs: Path, name: str) -> str:
-    """``name``, or name-2, name-3, ... if runs/name exists."""
-    n, candidate = 2, name
-    while (runs / candidate).exists():
-        candidate, n = f"{name}-{n}", n + 1
-    return candidate
 
 
 def new_run_dir(config: TrainConfig) -> Path:
@@ -290,14 +69,13 @@ def load_run(run_dir: str | Path, changes: dict) -> tuple[TrainConfig, dict]:
         if not (run_dir / needed).is_file():
             raise TrainError(f"--resume {run_dir}: {needed} not found (is this a run folder written by train.py?)")
     try:
-        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())["options"])
-    except (ConfigError, KeyError, TypeError, json.JSONDecodeError) as e:
-        raise TrainError(f"--resume {run_dir}: config.json is not a train.py config ({e})") from None
-    policy = {f.name: f.metadata["resume"] for f in dataclasses.fields(TrainConfig)}
-    for key, value in changes.items():
-        if policy[key] == FIXED and value != getattr(saved, key):
-            raise TrainError(f"{flag(key)} cannot change on --resume: the run has {getattr(saved, key)!r}")
-    config = saved.replace(**changes)
+        config = read_options(run_dir)
+    except ConfigError as e:
+        raise TrainError(f"--resume {run_dir}: {e}") from None
+    try:
+        config = config.resumed(**changes)
+    except ConfigError as e:
+        raise TrainError(str(e)) from None
     return config, json.loads((run_dir / "state.json").read_text())
 
 
@@ -512,7 +290,7 @@ def start_run(config: TrainConfig, chief: bool, facts: dict) -> tuple[Path, dict
     if not chief:
         return Path(config.runs_dir) / (config.name or "worker"), state
     run_dir = new_run_dir(config)
-    write_json(run_dir / "config.json", {"options": config.to_dict(), **facts})
+    write_options(run_dir, config, facts)
     write_json(run_dir / "state.json", state)
     return run_dir, state
 
@@ -523,8 +301,7 @@ def reopen_run(run_dir: Path, config: TrainConfig, strategy, state: dict, chief:
         model = keras.saving.load_model(run_dir / "last.keras")
     state["step_in_epoch"] = int(model.optimizer.iterations.numpy()) - state["epochs_done"] * config.steps_per_epoch
     if chief:
-        old = json.loads((run_dir / "config.json").read_text())
-        write_json(run_dir / "config.json", {**old, "options": config.to_dict(), **facts})
+        write_options(run_dir, config, facts)
     return model
 
 

@@ -1,4 +1,4 @@
-"""train.py: the config, artifacts, resume, Ctrl-C, NaN, precision, bad input and multi-device training.
+"""train.py and config.py: the config, artifacts, resume, Ctrl-C, NaN, precision, bad input and multi-device training.
 
 Every run here trains a quarter-width network (1/16 of the original's compute) on tiny
 data: what is tested is the bookkeeping, not the width (test_model.py keeps width 1.0).
@@ -22,6 +22,7 @@ import pytest
 import hardware
 import model as unet
 import train
+from config import DEMO, ConfigError, TrainConfig, make_parser, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(image_size=64, batch_size=4, steps_per_epoch=3, verbose=0, width=0.25)
@@ -36,29 +37,29 @@ def history(run_dir):
 
 
 def tiny_config(tiny_data, runs, **changes):
-    return train.TrainConfig(data_dir=str(tiny_data), runs_dir=str(runs), **{**TINY, **changes})
+    return TrainConfig(data_dir=str(tiny_data), runs_dir=str(runs), **{**TINY, **changes})
 
 
 # ---------------------------------------------------------------------------- the config
 
 
 def test_defaults_are_the_original_recipe():
-    c = train.TrainConfig()
+    c = TrainConfig()
     assert (c.epochs, c.steps_per_epoch, c.batch_size, c.learning_rate) == (50, 300, 32, 0.002)
     assert (c.image_size, c.width, c.seed, c.validation_steps) == (128, 1.0, 1, 10)
     assert (c.decay_steps, c.decay_rate, c.schedule, c.loss) == (300, 0.98, "exponential", "bce")
     assert (c.mixed_precision, c.augment, c.precise_bn, c.fused_batchnorm) == ("off", False, 0, False)
     assert c.learning_rate == unet.LEARNING_RATE and c.decay_steps == unet.DECAY_STEPS
-    config, resume_dir, given = train.parse_args([])
+    config, resume_dir, given = parse_args([])
     assert config == c and resume_dir is None and given == {}
 
 
 def test_every_option_is_on_the_command_line():
-    parser = train.make_parser()
+    parser = make_parser()
     flags = {s for action in parser._actions for s in action.option_strings}
-    for f in dataclasses.fields(train.TrainConfig):
+    for f in dataclasses.fields(TrainConfig):
         assert "--" + f.name.replace("_", "-") in flags, f.name
-    config, _, given = train.parse_args(
+    config, _, given = parse_args(
         ["--width", "0.5", "--augment", "--mixed-precision", "--schedule", "cosine", "--no-fused-batchnorm"]
     )
     assert (config.width, config.augment, config.mixed_precision, config.schedule) == (0.5, True, "auto", "cosine")
@@ -69,30 +70,30 @@ def test_every_option_is_on_the_command_line():
         "schedule": "cosine",
         "fused_batchnorm": False,
     }
-    assert train.parse_args(["--mixed-precision", "force"])[0].mixed_precision == "force"
+    assert parse_args(["--mixed-precision", "force"])[0].mixed_precision == "force"
 
 
 def test_config_round_trips_and_old_configs_load():
-    c = train.TrainConfig(width=0.5, augment=True, name="x")
-    assert train.TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    c = TrainConfig(width=0.5, augment=True, name="x")
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     # A config.json written before the width and precision modes existed (a real one).
     old = json.loads((ROOT / "tests" / "data" / "config_v1.json").read_text())["options"]
     assert "width" not in old and old["mixed_precision"] is True and "demo" in old
-    loaded = train.TrainConfig.from_dict(old)
+    loaded = TrainConfig.from_dict(old)
     assert loaded.width == 1.0 and loaded.mixed_precision == "auto" and loaded.precise_bn == 1
-    with pytest.raises(train.ConfigError, match="unknown option"):
-        train.TrainConfig.from_dict({**old, "colour": "red"})
+    with pytest.raises(ConfigError, match="unknown option"):
+        TrainConfig.from_dict({**old, "colour": "red"})
 
 
 def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
-    config, _, given = train.parse_args(["--demo", "--epochs", "2", "--runs-dir", str(tmp_path)])
-    assert config == train.DEMO.replace(epochs=2, runs_dir=str(tmp_path)) and given == {
+    config, _, given = parse_args(["--demo", "--epochs", "2", "--runs-dir", str(tmp_path)])
+    assert config == DEMO.replace(epochs=2, runs_dir=str(tmp_path)) and given == {
         "epochs": 2,
         "runs_dir": str(tmp_path),
     }
     assert config.width < 1 and config.data_dir == "data-sample" and config.name == "demo"
     (tmp_path / "demo").mkdir()  # a second demo does not overwrite the first
-    assert train.parse_args(["--demo", "--runs-dir", str(tmp_path)])[0].name == "demo-2"
+    assert parse_args(["--demo", "--runs-dir", str(tmp_path)])[0].name == "demo-2"
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
 )
 def test_bad_option_values_are_one_line_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
-        train.parse_args(argv)
+        parse_args(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("train.py: error:")
@@ -122,8 +123,8 @@ def test_bad_option_values_are_one_line_errors(argv, message, capsys):
 
 
 def test_bad_values_from_python_are_errors_too():
-    with pytest.raises(train.ConfigError, match="--loss must be one of"):
-        train.TrainConfig(loss="dice")
+    with pytest.raises(ConfigError, match="--loss must be one of"):
+        TrainConfig(loss="dice")
 
 
 # ---------------------------------------------------------------------------- precision
@@ -179,7 +180,7 @@ def test_a_short_run_writes_every_artifact(tiny_data, tmp_path, capsys):
         "test_metrics.json", "test_predictions.png",
     }  # fmt: skip
     config = json.loads((run / "config.json").read_text())
-    assert train.TrainConfig.from_dict(config["options"]) == tiny_config(tiny_data, runs, name="r", epochs=4)
+    assert TrainConfig.from_dict(config["options"]) == tiny_config(tiny_data, runs, name="r", epochs=4)
     assert config["versions"]["keras"] == keras.__version__ and config["train_images"] == 12
     assert config["precision"] == "float32"
     rows = history(run)
