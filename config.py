@@ -4,7 +4,7 @@ generated from it, and the "options" of a run folder's config.json.
     TrainConfig(data_dir="data", width=0.25)     # every option, checked on creation
     DEMO.replace(epochs=2)                       # the --demo preset, changed
     parse_args(["--demo", "--epochs", "2"])      # (config, --resume folder, options given)
-    read_options(run_dir), write_options(run_dir, config, facts)
+    read_config(run_dir), write_config(run_dir, config, facts)   # a run folder's config.json
 
 Each field carries its default (the original recipe), --help text, allowed values and
 whether --resume may change it, so the parser, config.json and the checks read one definition.
@@ -15,8 +15,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
 
 import hardware
 import images
@@ -255,7 +260,7 @@ def free_name(runs: Path, name: str) -> str:
 # ---------------------------------------------------------------------------- config.json
 
 
-def read_options(run_dir: str | Path) -> TrainConfig:
+def read_config(run_dir: str | Path) -> TrainConfig:
     """The config RUN_DIR/config.json's "options" describe; ConfigError if it is not a train.py config."""
     try:
         return TrainConfig.from_dict(json.loads((Path(run_dir) / CONFIG_JSON).read_text())["options"])
@@ -263,8 +268,15 @@ def read_options(run_dir: str | Path) -> TrainConfig:
         raise ConfigError(f"{CONFIG_JSON} is not a train.py config ({e})") from None
 
 
-def write_options(run_dir: str | Path, config: TrainConfig, facts: dict) -> None:
-    """RUN_DIR/config.json: ``config``'s options and ``facts`` about the run, over what the file held."""
+def write_config(run_dir: str | Path, config: TrainConfig, facts: dict) -> None:
+    """RUN_DIR/config.json: ``config``'s options, ``facts`` about the run and today's versions, over the file's."""
     path = Path(run_dir) / CONFIG_JSON
+    versions = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
     old = json.loads(path.read_text()) if path.is_file() else {}
-    images.write_atomic(path, (json.dumps({**old, "options": config.to_dict(), **facts}, indent=2) + "\n").encode())
+    text = json.dumps({**old, "options": config.to_dict(), **facts, "versions": versions}, indent=2) + "\n"
+    images.write_atomic(path, text.encode())

@@ -2,7 +2,8 @@
 
 Figures are drawn on matplotlib ``Figure`` objects without pyplot, so drawing one never
 changes the global backend (a notebook keeps its own); only ``show=True`` uses pyplot.
-PNG files are written under a temporary name and renamed (``images.write_atomic``).
+PNG files are written under a temporary name and renamed (``images.write_atomic``). The
+curves' data, a run's history.csv, is read and written here too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import compose
 import images
 
 CURVES = ("loss", "accuracy", "seed_iou", "iou")  # the metrics of history.csv, each a panel
+HISTORY_FIELDS = ["epoch", *CURVES, *(f"val_{m}" for m in CURVES), "learning_rate", "seconds"]
 DPI = 80
 
 
@@ -123,6 +125,17 @@ def read_history(history_csv: str | Path) -> list[dict]:
         return []
     with path.open() as f:
         return [{k: float(v) for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(f)]
+
+
+def append_history(history_csv: str | Path, row: dict) -> None:
+    """history.csv with ``row`` as its last epoch (rows of later epochs, from before a resume, dropped)."""
+    rows = [r for r in read_history(history_csv) if r["epoch"] < row["epoch"]] + [row]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in r.items() if k in HISTORY_FIELDS})
+    images.write_atomic(history_csv, out.getvalue().encode())
 
 
 def plot_curves(history_csv: str | Path, path: str | Path | None = None, show: bool = False):

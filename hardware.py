@@ -1,4 +1,5 @@
-"""What this machine's processor can do, and the training precision that suits it.
+"""What this machine's processor can do, the training precision that suits it, and the
+tf.distribute strategy (the devices) a run trains on.
 
 Mixed precision pays only where the hardware computes in 16 bits natively: float16 on a
 GPU, bfloat16 on a CPU with the ``avx512_bf16`` or ``amx_bf16`` instructions (recent Intel
@@ -9,10 +10,15 @@ falls back to float32 unless told to force it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+import keras
+import tensorflow as tf
 
 CPUINFO = Path("/proc/cpuinfo")  # Linux; tests point it at a fake file
 # x86 flags (Linux names) and the Arm feature that mean bfloat16 arithmetic in hardware.
@@ -78,8 +84,6 @@ def cpu_info(cpuinfo: str | Path | None = None) -> Cpu:
 
 
 def has_gpu() -> bool:
-    import tensorflow as tf
-
     return bool(tf.config.list_physical_devices("GPU"))
 
 
@@ -110,3 +114,58 @@ def choose_precision(mode: str, gpu: bool, cpu: Cpu) -> tuple[str, str]:
         f"float32: this CPU {why} ({cpu.describe()}), so TensorFlow would emulate bfloat16 and train "
         "several times slower than in float32; use --mixed-precision force to use it anyway"
     )
+
+
+@contextlib.contextmanager
+def precision_policy(policy: str):
+    """Sets Keras' global dtype policy for the block and restores the caller's afterwards."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def make_strategy(kind: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for ``--distribute KIND``: 'none', 'mirrored' or 'multiworker'."""
+    if kind == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if kind == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "--distribute multiworker needs the cluster in the TF_CONFIG environment variable (see README)"
+            )
+        return _multi_worker_strategy()
+    return tf.distribute.get_strategy()
+
+
+def _multi_worker_strategy():
+    """MultiWorkerMirroredStrategy with a ``reduce`` that Keras 3's fit() can use.
+
+    Keras 3.15 calls ``strategy.reduce`` on a nested (images, masks) batch and, for the
+    logs, with ``axis=0`` on per-replica scalars; MultiWorkerMirroredStrategy accepts
+    neither (keras-team/keras#20585). This reduces each value on its own and scalars
+    across replicas, as MirroredStrategy does.
+    """
+
+    class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            def reduce_one(v):
+                first = v.values[0] if hasattr(v, "values") else v
+                scalar = getattr(first, "shape", None) is not None and first.shape.rank == 0
+                return super(Strategy, self).reduce(reduce_op, v, None if scalar else axis)
+
+            return tf.nest.map_structure(reduce_one, value)
+
+    return Strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)

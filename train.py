@@ -4,8 +4,9 @@
     python train.py --demo                # a few minutes on the built-in sample (python coco.py --sample first)
     python train.py --resume runs/NAME    # continue a stopped run where it stopped
 
-From Python: ``train(TrainConfig(data_dir="data", width=0.25))`` and ``resume("runs/NAME")``;
-the options (TrainConfig, the DEMO preset, the command line) are config.py's.
+From Python: ``summary = train(TrainConfig(data_dir="data", width=0.25))``, later
+``resume(summary.run_dir, epochs=60)``; both return a RunSummary. The options (TrainConfig,
+the DEMO preset, the command line) are config.py's.
 
 A run writes runs/NAME/: config.json (options, precision, versions), state.json,
 last.keras (every epoch), best.keras (best val_iou), history.csv, curves.png and, when
@@ -14,13 +15,9 @@ DATA/test exists, test_metrics.json and test_predictions.png from best.keras.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -37,7 +34,7 @@ import hardware
 import images
 import inference
 import model as unet
-from config import ConfigError, TrainConfig, free_name, parse_args, read_options, write_options
+from config import ConfigError, TrainConfig, free_name, parse_args, read_config, write_config
 
 
 class TrainError(Exception):
@@ -47,36 +44,8 @@ class TrainError(Exception):
 # ---------------------------------------------------------------------------- run folders
 
 
-def new_run_dir(config: TrainConfig) -> Path:
-    """runs/NAME, created empty; a NAME that exists is an error (never overwrite a run)."""
-    runs = Path(config.runs_dir)
-    name = config.name or free_name(runs, time.strftime("%Y%m%d-%H%M%S"))
-    run_dir = runs / name
-    if run_dir.exists():
-        raise TrainError(f"{run_dir} already exists: continue it with --resume {run_dir}, or choose another --name")
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
 def write_json(path: Path, obj) -> None:
     images.write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def load_run(run_dir: str | Path, changes: dict) -> tuple[TrainConfig, dict]:
-    """A stopped run's config with ``changes`` applied (only options that may change), and its state."""
-    run_dir = Path(run_dir)
-    for needed in ("config.json", "state.json", "last.keras"):
-        if not (run_dir / needed).is_file():
-            raise TrainError(f"--resume {run_dir}: {needed} not found (is this a run folder written by train.py?)")
-    try:
-        config = read_options(run_dir)
-    except ConfigError as e:
-        raise TrainError(f"--resume {run_dir}: {e}") from None
-    try:
-        config = config.resumed(**changes)
-    except ConfigError as e:
-        raise TrainError(str(e)) from None
-    return config, json.loads((run_dir / "state.json").read_text())
 
 
 def save_model_atomic(model, path: Path) -> None:
@@ -89,18 +58,29 @@ def save_model_atomic(model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-HISTORY_FIELDS = ["epoch", *figures.CURVES, *(f"val_{m}" for m in figures.CURVES), "learning_rate", "seconds"]
+def start_run(config: TrainConfig, chief: bool, facts: dict) -> tuple[Path, dict]:
+    """runs/NAME, new (never an existing run), with config.json and state.json; a non-chief worker's: a scratch name."""
+    state = {"epochs_done": 0, "iterations": 0, "step_in_epoch": 0, "best_val_iou": None, "best_epoch": None}
+    runs = Path(config.runs_dir)
+    if not chief:
+        return runs / (config.name or "worker"), state
+    run_dir = runs / (config.name or free_name(runs, time.strftime("%Y%m%d-%H%M%S")))
+    if run_dir.exists():
+        raise TrainError(f"{run_dir} already exists: continue it with --resume {run_dir}, or choose another --name")
+    run_dir.mkdir(parents=True)
+    write_config(run_dir, config, facts)
+    write_json(run_dir / "state.json", state)
+    return run_dir, state
 
 
-def append_history(run_dir: Path, row: dict) -> None:
-    """history.csv with ``row`` as its last epoch (rows of later epochs, from before a resume, dropped)."""
-    rows = [r for r in figures.read_history(run_dir / "history.csv") if r["epoch"] < row["epoch"]] + [row]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in r.items() if k in HISTORY_FIELDS})
-    images.write_atomic(run_dir / "history.csv", out.getvalue().encode())
+def reopen_run(run_dir: Path, config: TrainConfig, strategy, state: dict, chief: bool, facts: dict):
+    """The stopped run's last.keras (optimizer included); config.json updated with today's options."""
+    with strategy.scope():
+        model = keras.saving.load_model(run_dir / "last.keras")
+    state["step_in_epoch"] = int(model.optimizer.iterations.numpy()) - state["epochs_done"] * config.steps_per_epoch
+    if chief:
+        write_config(run_dir, config, facts)
+    return model
 
 
 # ---------------------------------------------------------------------------- callbacks
@@ -146,7 +126,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             state.update(best_val_iou=float(val_iou), best_epoch=epoch + 1)
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         row.update(learning_rate=float(self.model.optimizer.learning_rate), seconds=time.time() - self.started)
-        append_history(self.run_dir, row)
+        figures.append_history(self.run_dir / "history.csv", row)
         figures.plot_curves(self.run_dir / "history.csv")
         write_json(self.run_dir / "state.json", state)
 
@@ -165,61 +145,6 @@ class PreciseBN(keras.callbacks.Callback):
 # ---------------------------------------------------------------------------- training steps
 
 
-def make_strategy(kind: str):
-    """The tf.distribute strategy for --distribute."""
-    if kind == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if kind == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise TrainError(
-                "--distribute multiworker needs the cluster in the TF_CONFIG environment variable (see README)"
-            )
-        return _multi_worker_strategy()
-    return tf.distribute.get_strategy()
-
-
-def _multi_worker_strategy():
-    """MultiWorkerMirroredStrategy with a ``reduce`` that Keras 3's fit() can use.
-
-    Keras 3.15 calls ``strategy.reduce`` on a nested (images, masks) batch and, for the
-    logs, with ``axis=0`` on per-replica scalars; MultiWorkerMirroredStrategy accepts
-    neither (keras-team/keras#20585). This reduces each value on its own and scalars
-    across replicas, as MirroredStrategy does.
-    """
-
-    class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
-        def reduce(self, reduce_op, value, axis):
-            def reduce_one(v):
-                first = v.values[0] if hasattr(v, "values") else v
-                scalar = getattr(first, "shape", None) is not None and first.shape.rank == 0
-                return super(Strategy, self).reduce(reduce_op, v, None if scalar else axis)
-
-            return tf.nest.map_structure(reduce_one, value)
-
-    return Strategy()
-
-
-def is_chief(strategy) -> bool:
-    """True unless this is a non-chief worker of a multi-worker cluster."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
-
-
-@contextlib.contextmanager
-def precision_policy(policy: str):
-    """Sets Keras' global dtype policy for the block and restores the caller's afterwards."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 @dataclass
 class Datasets:
     train: tf.data.Dataset  # repeated, shuffled (and augmented) batches
@@ -234,37 +159,25 @@ def make_datasets(config: TrainConfig, epochs_done: int) -> Datasets:
     try:
         pairs = data.load_split(data_dir / "train", config.image_size)
         crops = data.load_split(data_dir / "train", config.crop_from) if config.crop_from else pairs
-        train = data.batches(
-            crops,
-            config.batch_size,
-            shuffle=True,
-            seed=seed,
-            repeat=True,
-            augmented=config.augment,
-            augment_size=config.image_size if config.crop_from else None,
-        )
         val = data.make_dataset(data_dir / "val", config.image_size, config.batch_size)
     except data.DataError as e:
         raise TrainError(str(e)) from None
+
+    def batches(seed: int) -> tf.data.Dataset:  # endless shuffled (and augmented) training batches
+        size = config.image_size if config.crop_from else None
+        return data.batches(
+            crops, config.batch_size, shuffle=True, seed=seed, repeat=True, augmented=config.augment, augment_size=size
+        )
+
+    train = batches(seed)
     if config.validation_steps:
         val = val.take(config.validation_steps)
     if config.distribute == "multiworker":
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train, val = train.with_options(options), val.with_options(options)
-    calibration = None
-    if config.precise_bn:  # the statistics of what the weights were trained on (augmented, if so)
-        calibration = iter(
-            data.batches(
-                crops,
-                config.batch_size,
-                shuffle=True,
-                seed=seed + 1,
-                repeat=True,
-                augmented=config.augment,
-                augment_size=config.image_size if config.crop_from else None,
-            )
-        )
+    # --precise-bn: the statistics of what the weights were trained on (augmented, if so).
+    calibration = iter(batches(seed + 1)) if config.precise_bn else None
     return Datasets(train, val, calibration, int(pairs.cardinality()))
 
 
@@ -282,27 +195,6 @@ def build_model(config: TrainConfig, strategy):
             total_steps=config.total_steps,
             warmup_steps=config.warmup_steps,
         )
-
-
-def start_run(config: TrainConfig, chief: bool, facts: dict) -> tuple[Path, dict]:
-    """A new run folder with config.json and state.json (a non-chief worker gets a scratch name)."""
-    state = {"epochs_done": 0, "iterations": 0, "step_in_epoch": 0, "best_val_iou": None, "best_epoch": None}
-    if not chief:
-        return Path(config.runs_dir) / (config.name or "worker"), state
-    run_dir = new_run_dir(config)
-    write_options(run_dir, config, facts)
-    write_json(run_dir / "state.json", state)
-    return run_dir, state
-
-
-def reopen_run(run_dir: Path, config: TrainConfig, strategy, state: dict, chief: bool, facts: dict):
-    """The stopped run's last.keras (optimizer included); config.json updated with today's options."""
-    with strategy.scope():
-        model = keras.saving.load_model(run_dir / "last.keras")
-    state["step_in_epoch"] = int(model.optimizer.iterations.numpy()) - state["epochs_done"] * config.steps_per_epoch
-    if chief:
-        write_options(run_dir, config, facts)
-    return model
 
 
 def fit(model, config: TrainConfig, run_dir: Path, state: dict, datasets: Datasets, callbacks, chief: bool) -> dict:
@@ -355,35 +247,43 @@ def evaluate_best(run_dir: Path, config: TrainConfig) -> dict | None:
     return scores
 
 
-def facts(config: TrainConfig, policy: str, reason: str, strategy, datasets: Datasets) -> dict:
-    """What config.json records beside the options: precision used and why, machine, versions."""
-    import numpy
-
+def facts(policy: str, reason: str, strategy, datasets: Datasets) -> dict:
+    """What config.json records beside the options (and versions): the precision used and why, the machine."""
     return {
         "precision": policy,
         "precision_reason": reason,
         "cpu": hardware.cpu_info().describe(),
         "devices": strategy.num_replicas_in_sync,
         "train_images": datasets.train_images,
-        "versions": {
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "numpy": numpy.__version__,
-        },
     }
 
 
-def run_training(config: TrainConfig, run_dir: Path | None, state: dict | None, callbacks=()) -> dict:
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``train`` and ``resume`` return: the run folder and how this part of the run ended."""
+
+    run_dir: Path  # pass it to resume() to continue the run
+    state: dict  # state.json: epochs_done, iterations, step_in_epoch, best_val_iou, best_epoch
+    seconds: float  # training time of this call
+    interrupted: bool  # by Ctrl-C: last.keras holds the exact step
+    nan: tuple[int, int] | None  # (epoch, step) of a NaN loss that stopped the run
+    test: dict | None = None  # metrics of best.keras on DATA/test (a finished run with a test split)
+    chief: bool = True  # False on the other workers of a multi-worker run (the chief writes the files)
+
+
+def run_training(config: TrainConfig, run_dir: Path | None, state: dict | None, callbacks=()) -> RunSummary:
     """The steps of a run: precision, devices, data, model, fit, test. ``run_dir`` None: a new run."""
     policy, reason = hardware.choose_precision(config.mixed_precision, hardware.has_gpu(), hardware.cpu_info())
     if config.mixed_precision != "off" and policy == "float32":
         print(f"train.py: note: --mixed-precision: {reason}", flush=True)
-    with precision_policy(policy):
-        strategy = make_strategy(config.distribute)
-        chief = is_chief(strategy)
+    with hardware.precision_policy(policy):
+        try:
+            strategy = hardware.make_strategy(config.distribute)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
+        chief = hardware.is_chief(strategy)
         datasets = make_datasets(config, state["epochs_done"] if state else 0)
-        run_facts = facts(config, policy, reason, strategy, datasets)
+        run_facts = facts(policy, reason, strategy, datasets)
         if run_dir is None:
             run_dir, state = start_run(config, chief, run_facts)
             model = build_model(config, strategy)
@@ -392,34 +292,43 @@ def run_training(config: TrainConfig, run_dir: Path | None, state: dict | None, 
         if config.fused_batchnorm:
             unet.use_fused_batchnorm(model)
         print_config(config, run_dir, reason, strategy, state)
-        summary = {"run_dir": str(run_dir), "state": state, "chief": chief}
-        summary.update(fit(model, config, run_dir, state, datasets, callbacks, chief))
+        ended = fit(model, config, run_dir, state, datasets, callbacks, chief)
+    test = None
     if not chief:  # the chief holds the run's files; drop this worker's scratch copies
         shutil.rmtree(run_dir / f".worker-{os.getpid()}", ignore_errors=True)
-    elif not (summary["interrupted"] or summary["nan"]):
-        summary["test"] = evaluate_best(run_dir, config)
-    return summary
+    elif not (ended["interrupted"] or ended["nan"]):
+        test = evaluate_best(run_dir, config)
+    return RunSummary(run_dir, state, **ended, test=test, chief=chief)
 
 
-def train(config: TrainConfig = TrainConfig(), callbacks=()) -> dict:
+def train(config: TrainConfig = TrainConfig(), callbacks=()) -> RunSummary:
     """Starts a new run of ``config`` in runs_dir/name and trains it.
 
     Args:
-        config: the options (``TrainConfig()`` is the original recipe, ``DEMO`` the demo).
+        config: the options (``TrainConfig()`` is the original recipe, ``config.DEMO`` the demo).
         callbacks: extra Keras callbacks (tests use one to stop a run part-way, as Ctrl-C).
 
     Returns:
-        A summary: 'run_dir', 'state' (epochs done, steps, best epoch), 'seconds',
-        'interrupted', 'nan' ((epoch, step) of a NaN loss, or None), 'test' (metrics of
-        best.keras on DATA/test, or None).
+        A RunSummary; ``resume(summary.run_dir)`` continues the run.
     """
     return run_training(config, None, None, callbacks)
 
 
-def resume(run_dir: str | Path, callbacks=(), **changes) -> dict:
-    """Continues a stopped run; ``changes`` may raise ``epochs`` and set options that may change."""
-    config, state = load_run(run_dir, changes)
-    return run_training(config, Path(run_dir), state, callbacks)
+def resume(run_dir: str | Path, callbacks=(), **changes) -> RunSummary:
+    """Continues the stopped (or finished) run in ``run_dir``, e.g. ``train(...).run_dir``.
+
+    ``changes`` may raise ``epochs`` and set the options that may change on --resume (the
+    others must equal the run's); returns a RunSummary, as ``train`` does.
+    """
+    run_dir = Path(run_dir)
+    for needed in ("config.json", "state.json", "last.keras"):
+        if not (run_dir / needed).is_file():
+            raise TrainError(f"--resume {run_dir}: {needed} not found (is this a run folder written by train.py?)")
+    try:
+        config = read_config(run_dir).resumed(**changes)
+    except ConfigError as e:
+        raise TrainError(f"--resume {run_dir}: {e}") from None
+    return run_training(config, run_dir, json.loads((run_dir / "state.json").read_text()), callbacks)
 
 
 # ---------------------------------------------------------------------------- script
@@ -435,11 +344,10 @@ def print_config(config: TrainConfig, run_dir: Path, reason: str, strategy, stat
     cli.print_config("train.py", {**config.to_dict(), **extra})
 
 
-def print_summary(summary: dict) -> None:
-    run_dir, state = summary["run_dir"], summary["state"]
-    minutes = summary["seconds"] / 60
-    if summary["nan"]:
-        epoch, step = summary["nan"]
+def print_summary(summary: RunSummary) -> None:
+    run_dir, state, minutes = summary.run_dir, summary.state, summary.seconds / 60
+    if summary.nan:
+        epoch, step = summary.nan
         saved = (
             f"{run_dir}/last.keras holds the last good epoch"
             if state["epochs_done"]
@@ -449,18 +357,18 @@ def print_summary(summary: dict) -> None:
             "train.py",
             f"the loss became NaN at epoch {epoch}, step {step}; the run stopped; {saved}. Try a lower --learning-rate.",
         )
-    elif summary["interrupted"]:
+    elif summary.interrupted:
         print(
             f"interrupted after {minutes:.1f} min: saved {run_dir}/last.keras; continue: python train.py --resume {run_dir}"
         )
-    elif not summary["chief"]:
+    elif not summary.chief:
         print(f"worker done in {minutes:.1f} min; the chief worker writes {run_dir}")
     else:
         print(f"done in {minutes:.1f} min: {state['epochs_done']} epochs, {state['iterations']} steps")
         if state["best_val_iou"] is not None:
             print(f"  best val_iou {state['best_val_iou']:.4f} at epoch {state['best_epoch']}: {run_dir}/best.keras")
-        if summary.get("test"):
-            t = summary["test"]
+        if summary.test:
+            t = summary.test
             print(
                 f"  test ({t['images']} images): accuracy {t['accuracy']:.4f}, iou {t['iou']:.4f}, "
                 f"seed_iou {t['seed_iou']:.4f} -> {run_dir}/test_metrics.json, {run_dir}/test_predictions.png"
@@ -476,9 +384,9 @@ def main(argv=None) -> int:
         cli.error("train.py", str(e))
         return 2
     print_summary(summary)
-    if summary["nan"]:
+    if summary.nan:
         return 1
-    return 130 if summary["interrupted"] else 0
+    return 130 if summary.interrupted else 0
 
 
 if __name__ == "__main__":

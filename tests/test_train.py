@@ -160,10 +160,10 @@ def test_mixed_precision_on_a_cpu_without_bfloat16_trains_in_float32(tiny_data, 
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if line.startswith("train.py: note: --mixed-precision")]
     assert len(notes) == 1 and "no native bfloat16" in notes[0]
-    saved = json.loads((Path(summary["run_dir"]) / "config.json").read_text())
+    saved = json.loads((summary.run_dir / "config.json").read_text())
     assert saved["precision"] == "float32" and "no native bfloat16" in saved["precision_reason"]
     assert saved["options"]["mixed_precision"] == "auto" and "avx2" in saved["cpu"]
-    model = keras.saving.load_model(Path(summary["run_dir"]) / "last.keras")
+    model = keras.saving.load_model(summary.run_dir / "last.keras")
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
 
 
@@ -224,7 +224,7 @@ def test_ctrl_c_saves_and_resume_continues_at_the_right_epoch_step_and_rate(tiny
     decay = dict(decay_steps=2, decay_rate=0.5)
     config = tiny_config(tiny_data, runs, name="r", epochs=3, **decay)
     summary = train.train(config, callbacks=[StopAt(epoch=1, step=1)])  # 2nd step of the 2nd epoch
-    assert summary["interrupted"]
+    assert summary.interrupted
     run = runs / "r"
     state = json.loads((run / "state.json").read_text())
     assert (state["epochs_done"], state["iterations"], state["step_in_epoch"]) == (1, 5, 2)
@@ -244,10 +244,27 @@ def test_ctrl_c_saves_and_resume_continues_at_the_right_epoch_step_and_rate(tiny
     assert float(rows[-1]["learning_rate"]) == pytest.approx(0.002 * 0.5**4)
 
     # A finished run can be extended (and config.json says so); a fixed option cannot change.
-    assert train.resume(run, epochs=4)["state"]["epochs_done"] == 4
+    assert train.resume(run, epochs=4).state["epochs_done"] == 4
     assert json.loads((run / "config.json").read_text())["options"]["epochs"] == 4
     assert train.main(["--resume", str(run), "--batch-size", "8"]) == 2
     assert "--batch-size cannot change on --resume" in capsys.readouterr().err
+
+
+def test_the_readme_example_trains_then_resumes_the_same_run(tiny_data, tmp_path, monkeypatch, capsys):
+    """README's Python example as written, made tiny: its data_dir links to the tiny data, and the
+    options it leaves at their defaults take TINY's values."""
+    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL).group(1)
+    assert "train.resume(summary.run_dir" in code and "width=0.25" in code
+    tiny = {k: v for k, v in TINY.items() if f"{k}=" not in code}
+    (tmp_path / "data-sample").symlink_to(tiny_data)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"tiny": tiny}
+    exec(code.replace("TrainConfig(", "TrainConfig(**tiny, ", 1), namespace)
+    summary = namespace["summary"]
+    assert isinstance(summary, train.RunSummary) and summary.run_dir.parent == Path("runs")
+    assert summary.state["epochs_done"] == 4 and summary.state["iterations"] == 4 * TINY["steps_per_epoch"]
+    assert [int(r["epoch"]) for r in history(summary.run_dir)] == [1, 2, 3, 4]
+    assert f"{summary.run_dir} 4 " in capsys.readouterr().out  # the example's print
 
 
 def test_a_run_folder_from_before_the_config_resumes(tiny_data, tmp_path):
@@ -267,7 +284,7 @@ def test_a_run_folder_from_before_the_config_resumes(tiny_data, tmp_path):
     model.fit(x, x[..., :1], batch_size=2, epochs=1, verbose=0)  # 2 steps, as state.json says
     model.save(run / "last.keras")
     summary = train.resume(run, epochs=2, verbose=0)
-    assert summary["state"]["epochs_done"] == 2 and summary["state"]["iterations"] == 2 + 2
+    assert summary.state["epochs_done"] == 2 and summary.state["iterations"] == 2 + 2
     assert json.loads((run / "config.json").read_text())["options"]["mixed_precision"] == "auto"
 
 
@@ -323,7 +340,7 @@ def test_improved_recipe_options_take_effect(tiny_data, tmp_path):
     model = keras.saving.load_model(tmp_path / "i" / "best.keras")
     assert model.loss.__name__ == "bce_dice"
     assert model.get_layer("down1_conv1").dtype_policy.name == "mixed_bfloat16"  # forced
-    assert summary["test"]["images"] == 4
+    assert summary.test["images"] == 4
 
 
 def test_augment_changes_the_training_batches_only(tiny_data, tmp_path):
@@ -345,7 +362,7 @@ def test_augment_changes_the_training_batches_only(tiny_data, tmp_path):
 
 def test_precise_bn_changes_the_moving_statistics_and_nothing_else(tiny_data, tmp_path):
     datasets = train.make_datasets(tiny_config(tiny_data, tmp_path, precise_bn=2), 0)
-    model = train.build_model(tiny_config(tiny_data, tmp_path), train.make_strategy("none"))
+    model = train.build_model(tiny_config(tiny_data, tmp_path), hardware.make_strategy("none"))
     model.fit(datasets.train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
     before = {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
     iterations = int(model.optimizer.iterations)
