@@ -1,9 +1,9 @@
 """train.py's options: one frozen dataclass, its checks, the --demo preset, the command line
-generated from it, and the "options" of a run folder's config.json.
+generated from it, and a run folder's config.json.
 
-    TrainConfig(data_dir="data", width=0.25)     # every option, checked on creation
-    DEMO.replace(epochs=2)                       # the --demo preset, changed
-    parse_args(["--demo", "--epochs", "2"])      # (config, --resume folder, options given)
+    TrainConfig(data_dir="data", filter_scale=0.25)   # every option, checked on creation
+    DEMO.replace(epochs=2)                            # the --demo preset, changed
+    parse_args(["--demo", "--epochs", "2"])           # (config, --resume folder, options given)
     read_config(run_dir), write_config(run_dir, config, facts)   # a run folder's config.json
 
 Each field carries its default (the original recipe), --help text, allowed values and
@@ -53,8 +53,8 @@ class TrainConfig:
 
     data_dir: str = option("data", "folder with train/, val/ (and test/) from coco.py")
     image_size: int = option(128, "height and width of the model's input, a multiple of 32")
-    width: float = option(
-        1.0, "network width: multiplies every block's filters (1.0: the original; 0.5, 0.25: ~1/4, ~1/16 the compute)"
+    filter_scale: float = option(
+        1.0, "multiplies every block's filter count (1.0: the original; 0.5, 0.25: ~1/4, ~1/16 the compute)"
     )
     batch_size: int = option(32, "global batch size (split across devices)")
     epochs: int = option(50, "number of epochs (may be raised on --resume)", resume=FREE)
@@ -117,7 +117,8 @@ class TrainConfig:
         """A copy with some options changed (checked like any config)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+            renamed = "".join(f"; {old} is now {RENAMED[old]}" for old in unknown if old in RENAMED)
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}{renamed}")
         return dataclasses.replace(self, **changes)
 
     def resumed(self, **changes) -> TrainConfig:
@@ -133,7 +134,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """The config a config.json describes; options it lacks (older runs) take their defaults."""
-        values = {k: v for k, v in values.items() if k not in RETIRED}
+        values = {RENAMED.get(k, k): v for k, v in values.items() if k not in RETIRED}
         if isinstance(values.get("mixed_precision"), bool):  # before 'auto'/'force': a flag
             values["mixed_precision"] = "auto" if values["mixed_precision"] else "off"
         return cls().replace(**values)
@@ -147,13 +148,12 @@ def check_config(c: TrainConfig) -> None:
             raise ConfigError(f"{flag(f.name)} must be one of {choices}. Received: {getattr(c, f.name)!r}")
     try:
         images.check_size(c.image_size, "--image-size")
+        unet.check_filter_scale(c.filter_scale, "--filter-scale")
     except ValueError as e:
         raise ConfigError(str(e)) from None
     for name in ("batch_size", "epochs", "steps_per_epoch", "decay_steps"):
         if getattr(c, name) < 1:
             raise ConfigError(f"{flag(name)} must be at least 1. Received: {getattr(c, name)}")
-    if not 0 < c.width <= 4:
-        raise ConfigError(f"--width must be in (0, 4]. Received: {c.width}")
     if c.warmup_steps < 0 or (c.schedule == "cosine" and c.warmup_steps >= c.total_steps):
         raise ConfigError(
             f"--warmup-steps must be 0 or more and, with --schedule cosine, fewer than the run's "
@@ -182,15 +182,18 @@ def flag(name: str) -> str:
 
 # Options of older config.json files that are no longer options: --demo is now a preset.
 RETIRED = ("demo",)
+# Old names of options, still read from older config.json files and accepted on the command
+# line: the filter multiplier was "width" until that name was left to the images' width.
+RENAMED = {"width": "filter_scale"}
 
 # --demo: the built-in sample, sized so that training takes a few minutes on the slow CPUs
-# (AVX2 only, no native bfloat16): a quarter-width network (1/16 of the compute), mixed
+# (AVX2 only, no native bfloat16): filter scale 0.25 (1/16 of the compute), mixed
 # precision where the CPU has native bfloat16, and a cosine schedule that ends at 0 so the
 # last epochs settle instead of swinging; the BatchNorm statistics are re-estimated before
 # each validation (see README, "Why --precise-bn").
 DEMO = TrainConfig(
     data_dir="data-sample",
-    width=0.25,
+    filter_scale=0.25,
     epochs=10,
     steps_per_epoch=25,
     batch_size=16,
@@ -215,7 +218,8 @@ def make_parser() -> argparse.ArgumentParser:
         description="Train the original U-net (the original recipe by default).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for f in dataclasses.fields(TrainConfig):
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for f in fields.values():
         meta = f.metadata
         kwargs = {"default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {f.default})"}
         if f.type == "bool":
@@ -227,6 +231,9 @@ def make_parser() -> argparse.ArgumentParser:
         if meta["resume"] == FREE:
             kwargs["help"] += " [may change on --resume]"
         parser.add_argument(flag(f.name), **kwargs)
+    for old, new in RENAMED.items():
+        note = f"deprecated: the old name of {flag(new)}"
+        parser.add_argument(flag(old), dest=new, type=TYPES[fields[new].type], default=argparse.SUPPRESS, help=note)
     preset = ", ".join(f"{k}={v}" for k, v in DEMO.to_dict().items() if v != getattr(TrainConfig(), k))
     parser.add_argument("--demo", action="store_true", help=f"the demo preset ({preset}); options given explicitly win")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config.json)")

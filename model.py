@@ -1,6 +1,6 @@
 """The original 5-level U-net (22,846,593 parameters at 128x128) and its training setup.
 
-    build_unet(input_shape, width=1.0) -> uncompiled keras.Model
+    build_unet(input_shape, filter_scale=1.0) -> uncompiled keras.Model
     compile_unet(model, ...)           -> compiled the original way: Adam with exponential
                                           decay, binary cross-entropy, metrics accuracy,
                                           seed_iou and iou (metrics.py).
@@ -39,22 +39,28 @@ def check_image_size(height, width, what: str = "input_shape") -> None:
             )
 
 
-def scaled_filters(filters: int, width: float) -> int:
-    """A block's filter count at ``width`` (1.0: the original's), at least 1."""
-    return max(1, round(filters * width))
+def check_filter_scale(filter_scale: float, what: str = "filter_scale") -> None:
+    """Raises ValueError unless 0 < filter_scale <= 4: the one check of the filter multiplier."""
+    if not 0 < filter_scale <= 4:
+        raise ValueError(f"{what} must be in (0, 4]. Received: {filter_scale!r}")
 
 
-def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet", width: float = 1.0) -> keras.Model:
+def scaled_filters(filters: int, filter_scale: float) -> int:
+    """A block's filter count at ``filter_scale`` (1.0: the original's), at least 1."""
+    return max(1, round(filters * filter_scale))
+
+
+def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet", filter_scale: float = 1.0) -> keras.Model:
     """Builds the original U-net, uncompiled.
 
     Args:
         input_shape: (height, width, channels). Height and width may be None (any
             multiple of 32 at call time) or fixed multiples of 32.
         name: model name.
-        width: multiplies every block's filter count. 1.0 is the original, exactly
-            (22,846,593 parameters); 0.5 and 0.25 have about 1/4 and 1/16 of its
-            parameters and compute, for laptops and tests. Layer names do not change,
-            and a saved model keeps its width (the filters are in its config).
+        filter_scale: multiplies every block's filter count, in (0, 4]. 1.0 is the
+            original, exactly (22,846,593 parameters); 0.5 and 0.25 have about 1/4 and
+            1/16 of its parameters and compute, for laptops and tests. Layer names do not
+            change, and a saved model keeps its filter counts (they are in its config).
 
     Returns:
         A functional ``keras.Model`` mapping (batch, H, W, C) images in [0, 1] to
@@ -63,10 +69,9 @@ def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet", width: 
     if len(input_shape) != 3 or not input_shape[2]:
         raise ValueError(f"input_shape must be (height, width, channels). Received: input_shape={input_shape}")
     check_image_size(*input_shape[:2])
-    if not 0 < width <= 4:
-        raise ValueError(f"U-net width must be in (0, 4]. Received: width={width!r}")
-    encoder = [scaled_filters(f, width) for f in ENCODER_FILTERS]
-    decoder = [scaled_filters(f, width) for f in DECODER_FILTERS]
+    check_filter_scale(filter_scale)
+    encoder = [scaled_filters(f, filter_scale) for f in ENCODER_FILTERS]
+    decoder = [scaled_filters(f, filter_scale) for f in DECODER_FILTERS]
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs

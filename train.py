@@ -4,7 +4,7 @@
     python train.py --demo                # a few minutes on the built-in sample (python coco.py --sample first)
     python train.py --resume runs/NAME    # continue a stopped run where it stopped
 
-From Python: ``summary = train(TrainConfig(data_dir="data", width=0.25))``, later
+From Python: ``summary = train(TrainConfig(data_dir="data", filter_scale=0.25))``, later
 ``resume(summary.run_dir, epochs=60)``; both return a RunSummary. The options (TrainConfig,
 the DEMO preset, the command line) are config.py's.
 
@@ -182,10 +182,10 @@ def make_datasets(config: TrainConfig, epochs_done: int) -> Datasets:
 
 
 def build_model(config: TrainConfig, strategy):
-    """A new U-net of the config's width, compiled with its optimizer, loss and schedule."""
+    """A new U-net of the config's filter scale, compiled with its optimizer, loss and schedule."""
     with strategy.scope():
         return unet.compile_unet(
-            unet.build_unet((None, None, 3), width=config.width),
+            unet.build_unet((None, None, 3), filter_scale=config.filter_scale),
             learning_rate=config.learning_rate,
             decay_steps=config.decay_steps,
             decay_rate=config.decay_rate,

@@ -2,7 +2,7 @@
 
     python benchmarks/export_speed.py                         # models/person_unet.keras, else an untrained U-net
     python benchmarks/export_speed.py --model runs/demo/best.keras
-    python benchmarks/export_speed.py --widths 1.0 0.25 --rounds 5   # untrained U-nets of these widths
+    python benchmarks/export_speed.py --filter-scales 1.0 0.25 --rounds 5   # untrained U-nets, these filter scales
 
 Prints the processor (model, AVX-512 / bfloat16 / AMX flags) and core count first: figures
 from machines of different classes are not comparable. Then, for each model, exports every
@@ -41,7 +41,7 @@ FULL_HD = (1080, 1920)
 
 
 def models_to_measure(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Path]]:
-    """(label, .keras file) per model: --widths builds untrained ones, saved in ``tmp``.
+    """(label, .keras file) per model: --filter-scales builds untrained ones, saved in ``tmp``.
 
     An untrained U-net gets its BatchNorm statistics from generated photos, so that its
     probabilities spread over (0, 1) and the alpha differences mean something.
@@ -53,17 +53,17 @@ def models_to_measure(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Pa
     import model as unet
     import serving
 
-    if args.model and not args.widths:
+    if args.model and not args.filter_scales:
         return [(args.model, Path(args.model))]
     photos = np.stack([images.squash(serving.sample_photo(200 + 40 * i, 300, seed=i), 128) for i in range(4)])
     found = []
-    for width in args.widths or [0.25]:
+    for scale in args.filter_scales or [0.25]:
         keras.utils.set_random_seed(0)
-        net = unet.build_unet((None, None, 3), width=width)
+        net = unet.build_unet((None, None, 3), filter_scale=scale)
         unet.recalibrate_batchnorm(net, [photos.astype(np.float32) / 255.0])
-        path = tmp / f"untrained_width{width}.keras"
+        path = tmp / f"untrained_filter_scale{scale}.keras"
         net.save(path)
-        found.append((f"untrained U-net, width {width}", path))
+        found.append((f"untrained U-net, filter scale {scale}", path))
     return found
 
 
@@ -133,7 +133,7 @@ def main(argv=None) -> None:
         help=f"a .keras file (default: {DEFAULT_MODEL.relative_to(ROOT)} if it exists, else an untrained U-net)",
     )
     parser.add_argument(
-        "--widths", type=float, nargs="+", default=None, help="measure untrained U-nets of these widths"
+        "--filter-scales", type=float, nargs="+", default=None, help="measure untrained U-nets of these filter scales"
     )
     parser.add_argument("--rounds", type=int, default=15, help="timed calls per runtime and photo size")
     args = parser.parse_args(argv)

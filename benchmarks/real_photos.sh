@@ -12,8 +12,8 @@
 #
 #   shipped   the recipe of models/person_unet.keras (~10 min on a 2-core CPU with native
 #             bfloat16; see the README's model card)
-#   ablation  the ablation of that recipe: every row the same 600 steps at width 0.25
-#   original, improved, all: the full-width runs of the README's earlier table (~35 min each)
+#   ablation  the ablation of that recipe: every row the same 600 steps at filter scale 0.25
+#   original, improved, all: the full U-net's runs (filter scale 1.0) of the README's earlier table (~35 min each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
@@ -29,14 +29,14 @@ DATA=${DATA:-data-ccp}
 "$PY" ccp.py --src "$SRC" --out "$DATA/ccp-128" --size 128
 "$PY" ccp.py --src "$SRC" --out "$DATA/ccp-full" --size 0
 
-# The full-width recipes of the README's first real-photo table, on the 128x128 photos.
+# The full U-net's recipes (filter scale 1.0) of the README's first real-photo table, on the 128x128 photos.
 ORIGINAL=(--epochs 22 --steps-per-epoch 30 --validation-steps 0)
 IMPROVED=(--epochs 36 --steps-per-epoch 30 --validation-steps 0 --mixed-precision --fused-batchnorm
   --precise-bn 8 --augment --loss bce_dice --schedule cosine --warmup-steps 60)
 
-# The small real-photo model: a quarter-width U-net (1.4M parameters, 5.8 MB), bfloat16 where
+# The small real-photo model: the U-net at filter scale 0.25 (1.4M parameters, 5.8 MB), bfloat16 where
 # the CPU has it, BatchNorm statistics re-estimated before each validation, cosine schedule.
-SMALL=(--width 0.25 --validation-steps 0 --mixed-precision --fused-batchnorm --precise-bn 8
+SMALL=(--filter-scale 0.25 --validation-steps 0 --mixed-precision --fused-batchnorm --precise-bn 8
   --schedule cosine --warmup-steps 60)
 # Ablation rows: 20 epochs of 30 steps each (600 steps of 32 photos).
 SHORT=(--epochs 20 --steps-per-epoch 30)

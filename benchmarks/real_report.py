@@ -26,6 +26,7 @@ import figures  # noqa: E402
 import images  # noqa: E402
 import inference  # noqa: E402
 import model as unet  # noqa: E402
+from config import read_config  # noqa: E402
 
 
 def write_upper_body_split(test_dir: Path, out_dir: Path, size: int) -> int:
@@ -58,12 +59,12 @@ def plot_cases(predictor, per_image: list, path: Path, best: int = 3, worst: int
     figures.plot_predictions(photos, probs, path=path, masks=masks, titles=titles)
 
 
-def ship(model, size: int, width: float, path: Path) -> None:
+def ship(model, size: int, filter_scale: float, path: Path) -> None:
     """The model as results.py loads it by default: float32, its input fixed at size x size.
 
     A fixed input size tells results.py and export.py the size the model was trained at.
     """
-    fixed = unet.build_unet((size, size, 3), width=width)
+    fixed = unet.build_unet((size, size, 3), filter_scale=filter_scale)
     fixed.set_weights(model.get_weights())
     tmp = images.tmp_name(path, keep_suffix=True)  # Keras saves by the suffix
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +83,8 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     run, test_dir = args.run_dir, args.data_dir / "test"
-    config = json.loads((run / "config.json").read_text())
-    size = config["options"]["image_size"]
+    options = read_config(run)  # older runs' config.json call the filter scale "width"
+    size = options.image_size
     predictor = inference.Predictor(inference.load_model(run / "best.keras"), size)
     test = inference.evaluate(predictor, test_dir, batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     if args.cases:
         plot_cases(predictor, test["per_image"], args.cases)
     if args.ship:
-        ship(predictor.model, size, config["options"]["width"], args.ship)
+        ship(predictor.model, size, options.filter_scale, args.ship)
     wall = (run / "wall_seconds").read_text().strip() if (run / "wall_seconds").exists() else None
     history = (run / "history.csv").read_text().splitlines()
     report = {

@@ -2,7 +2,7 @@
 
     python benchmarks/results_speed.py                       # untrained faithful U-net, ~2 minutes on 2 cores
     python benchmarks/results_speed.py --model runs/demo/best.keras
-    python benchmarks/results_speed.py --unet-width 0.25     # untrained quarter-width U-net
+    python benchmarks/results_speed.py --filter-scale 0.25   # untrained U-net with 1/4 of the filters
     python benchmarks/results_speed.py --photos 8 --calls 10 # quicker, noisier
 
 Prints, for the model at 128x128:
@@ -113,7 +113,7 @@ def write_photos(folder: Path, n: int, width: int, height: int, seed: int = 0) -
     return paths
 
 
-def make_predictors(model_path: str | None, image_size: int, width: float = 1.0) -> tuple:
+def make_predictors(model_path: str | None, image_size: int, filter_scale: float = 1.0) -> tuple:
     """The float32 model and inference.Predictors of it, of a copy with fused BatchNorm and of a bfloat16 copy.
 
     Returns:
@@ -125,7 +125,9 @@ def make_predictors(model_path: str | None, image_size: int, width: float = 1.0)
     import model as unet
 
     def build():
-        return inference.load_model(model_path) if model_path else unet.build_unet((None, None, 3), width=width)
+        if model_path:
+            return inference.load_model(model_path)
+        return unet.build_unet((None, None, 3), filter_scale=filter_scale)
 
     model = build()
     fused = build()
@@ -135,7 +137,7 @@ def make_predictors(model_path: str | None, image_size: int, width: float = 1.0)
     problem = None
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        bf16 = unet.build_unet(tuple(model.inputs[0].shape[1:]), width=width)
+        bf16 = unet.build_unet(tuple(model.inputs[0].shape[1:]), filter_scale=filter_scale)
         bf16.set_weights(model.get_weights())  # a --model of another architecture fails here
         predictors[BF16] = inference.Predictor(bf16, image_size)
     except (ValueError, TypeError) as e:
@@ -347,10 +349,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a .keras file (default: an untrained faithful U-net)")
     parser.add_argument("--image-size", type=int, default=128, help="model input size")
-    parser.add_argument("--unet-width", type=float, default=1.0, help="without --model: the untrained U-net's width")
+    parser.add_argument(
+        "--filter-scale", type=float, default=1.0, help="without --model: the untrained U-net's filter multiplier"
+    )
     parser.add_argument("--photos", type=int, default=24, help="photos in the end-to-end folder")
-    parser.add_argument("--width", type=int, default=1920)
-    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--width", type=int, default=1920, help="the generated photos' width in pixels")
+    parser.add_argument("--height", type=int, default=1080, help="the generated photos' height in pixels")
     parser.add_argument("--runs", type=int, default=3, help="end-to-end passes over the folder")
     parser.add_argument("--piece-photos", type=int, default=4, help="photos whose pieces are timed one by one")
     parser.add_argument("--piece-rounds", type=int, default=7, help="rounds of the piece and PNG timings")
@@ -364,10 +368,10 @@ def main(argv=None) -> None:
     load = os.getloadavg()[0]
     print(f"benchmark: {command}")
     print(
-        f"U-net at {args.image_size}x{args.image_size} ({args.model or f'untrained, model.build_unet(width={args.unet_width})'}), "
+        f"U-net at {args.image_size}x{args.image_size} ({args.model or f'untrained, model.build_unet(filter_scale={args.filter_scale})'}), "
         f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start"
     )
-    model, predictors, switched, problem = make_predictors(args.model, args.image_size, args.unet_width)
+    model, predictors, switched, problem = make_predictors(args.model, args.image_size, args.filter_scale)
     print(f"{model.count_params():,} parameters; fused BatchNorm in {switched} layers")
     size = f"{args.width}x{args.height}"
 

@@ -1,15 +1,16 @@
 """Training throughput of the U-net on this machine, and of its input pipeline.
 
-    python benchmarks/train_speed.py                 # every option at width 1.0, three at 0.5 and 0.25
+    python benchmarks/train_speed.py                        # every option at filter scale 1.0, three at 0.5 and 0.25
     python benchmarks/train_speed.py --steps 3 --warmup 1 --configs fp32 "bfloat16 + fused BN"
-    python benchmarks/train_speed.py --widths 0.25   # one width only
+    python benchmarks/train_speed.py --filter-scales 0.25   # one filter scale only
 
 Prints the processor (model and its AVX2 / AVX-512 / bfloat16 / AMX flags: figures from
 machines of different classes are not comparable), images/s for the input pipeline alone
 (JPEG folder -> float batches, the first pass and then the cache) and for training steps
-(128x128, batch 32) under several options and network widths, each in a fresh process,
-with the ratio to float32 at the same width. Each width's float32 baseline runs first and
-last: the two figures show how noisy the machine was.
+(128x128, batch 32) under several options and filter scales (model.build_unet's filter
+multiplier), each in a fresh process, with the ratio to float32 at the same filter scale.
+Each filter scale's float32 baseline runs first and last: the two figures show how noisy
+the machine was.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ CONFIGS = {
     "bfloat16 + fused BN": ({"mixed_precision": True, "fused_batchnorm": True}, {}),
     "bfloat16 + fused BN, 1 inter-op thread": ({"mixed_precision": True, "fused_batchnorm": True, "inter_op": 1}, {}),
 }
-# The options measured at widths below 1.0 (the others are measured at full width only).
+# The options measured at filter scales below 1.0 (the others are measured at 1.0 only).
 NARROW_CONFIGS = ("fp32", "fp32 + fused BN", "bfloat16 + fused BN")
 
 
-def measure_training(options: dict, image_size: int, batch_size: int, steps: int, warmup: int, width: float) -> dict:
+def measure_training(
+    options: dict, image_size: int, batch_size: int, steps: int, warmup: int, filter_scale: float
+) -> dict:
     """Images/s of model.fit steps on random data already in memory (no input cost)."""
     import keras
     import numpy as np
@@ -59,7 +62,7 @@ def measure_training(options: dict, image_size: int, batch_size: int, steps: int
     y = (rng.random((batch_size, image_size, image_size, 1)) > 0.5).astype(np.float32)
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     model = unet.compile_unet(
-        unet.build_unet((None, None, 3), width=width), jit_compile=options.get("jit_compile", False)
+        unet.build_unet((None, None, 3), filter_scale=filter_scale), jit_compile=options.get("jit_compile", False)
     )
     if options.get("fused_batchnorm"):
         unet.use_fused_batchnorm(model)
@@ -109,10 +112,10 @@ def measure_pipeline(split: Path, image_size: int, batch_size: int, batches: int
     return {"first_pass_images_per_s": count / first, "images_per_s": batches * batch_size / cached, "images": count}
 
 
-def run_child(name: str, width: float, args) -> dict:
+def run_child(name: str, filter_scale: float, args) -> dict:
     options, env = CONFIGS[name]
     cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    cmd += ["--widths", str(width)]
+    cmd += ["--filter-scales", str(filter_scale)]
     cmd += ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if out.returncode:
@@ -127,14 +130,18 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=6, help="measured training steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="steps before measuring (tracing, XLA compiling)")
     parser.add_argument("--configs", nargs="*", default=None, help=f"any of: {', '.join(CONFIGS)}")
-    parser.add_argument("--widths", nargs="*", type=float, default=[1.0, 0.5, 0.25], help="network widths")
+    parser.add_argument(
+        "--filter-scales", nargs="*", type=float, default=[1.0, 0.5, 0.25], help="model.build_unet filter multipliers"
+    )
     parser.add_argument("--pipeline-images", type=int, default=512, help="JPEGs in the input-pipeline test")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         options = CONFIGS[args.child][0]
-        result = measure_training(options, args.image_size, args.batch_size, args.steps, args.warmup, args.widths[0])
+        result = measure_training(
+            options, args.image_size, args.batch_size, args.steps, args.warmup, args.filter_scales[0]
+        )
         print(json.dumps(result))
         return
 
@@ -166,27 +173,29 @@ def main(argv=None) -> None:
     )
 
     rows = []
-    for width in args.widths:
-        configs = args.configs or (list(CONFIGS) if width == 1.0 else list(NARROW_CONFIGS))
+    for scale in args.filter_scales:
+        configs = args.configs or (list(CONFIGS) if scale == 1.0 else list(NARROW_CONFIGS))
         order = ["fp32", *[n for n in configs if n != "fp32"], "fp32"]
         for name in order:
-            result = run_child(name, width, args)
-            rows.append((width, name, result))
+            result = run_child(name, scale, args)
+            rows.append((scale, name, result))
             shown = f"{result['images_per_s']:.2f} images/s" if "error" not in result else result["error"]
-            print(f"  measured width {width} {name}: {shown}", flush=True)
-    print(f"\n{cpu.describe()}\n\n| width | training option | images/s | x fp32 (same width) |\n|---|---|---|---|")
-    for width, name, result in rows:
-        base = [r["images_per_s"] for w, n, r in rows if w == width and n == "fp32" and "error" not in r]
+            print(f"  measured filter scale {scale} {name}: {shown}", flush=True)
+    print(
+        f"\n{cpu.describe()}\n\n| filter scale | training option | images/s | x fp32 (same filter scale) |\n|---|---|---|---|"
+    )
+    for scale, name, result in rows:
+        base = [r["images_per_s"] for s, n, r in rows if s == scale and n == "fp32" and "error" not in r]
         baseline = sum(base) / len(base)
         if "error" in result:
-            print(f"| {width} | {name} | failed: {result['error'][:60]} | |")
+            print(f"| {scale} | {name} | failed: {result['error'][:60]} | |")
         else:
-            print(f"| {width} | {name} | {result['images_per_s']:.2f} | {result['images_per_s'] / baseline:.2f} |")
-    full = [r["images_per_s"] for w, n, r in rows if w == 1.0 and n == "fp32" and "error" not in r]
+            print(f"| {scale} | {name} | {result['images_per_s']:.2f} | {result['images_per_s'] / baseline:.2f} |")
+    full = [r["images_per_s"] for s, n, r in rows if s == 1.0 and n == "fp32" and "error" not in r]
     if full:
         baseline = sum(full) / len(full)
         print(
-            f"\ninput pipeline / fp32 training at width 1.0: {pipe['images_per_s'] / baseline:.0f}x (cached), "
+            f"\ninput pipeline / fp32 training at filter scale 1.0: {pipe['images_per_s'] / baseline:.0f}x (cached), "
             f"{pipe['first_pass_images_per_s'] / baseline:.0f}x (first pass)"
         )
 

@@ -43,14 +43,14 @@ def test_parameter_counts_equal_the_original(model128):
     assert count(model128.non_trainable_weights) == 9_984
 
 
-def params_by_hand(width: float) -> int:
+def params_by_hand(filter_scale: float) -> int:
     """The U-net's parameter count from the layer formulas, without Keras.
 
     Conv2D k x k: k*k*c_in*c_out weights + c_out biases; Conv2DTranspose the same;
     BatchNormalization: 4 per channel (gamma, beta, moving mean, moving variance).
     """
-    f = [max(1, round(n * width)) for n in (64, 128, 256, 512, 512)]
-    d = [max(1, round(n * width)) for n in (512, 256, 128, 64)]
+    f = [max(1, round(n * filter_scale)) for n in (64, 128, 256, 512, 512)]
+    d = [max(1, round(n * filter_scale)) for n in (512, 256, 128, 64)]
 
     def double_conv(c_in, c):
         return (9 * c_in * c + c) + 4 * c + (9 * c * c + c) + 4 * c
@@ -65,22 +65,22 @@ def params_by_hand(width: float) -> int:
 
 
 @pytest.mark.parametrize(
-    "width, expected",
+    "filter_scale, expected",
     [(1.0, 22_846_593), (0.5, 5_718_593), (0.25, 1_433_121)],
 )
-def test_width_scales_the_parameters(width, expected):
-    assert params_by_hand(width) == expected  # the hand formula, checked at 1.0 against the original
-    model = unet.build_unet((64, 64, 3), width=width)
+def test_filter_scale_scales_the_parameters(filter_scale, expected):
+    assert params_by_hand(filter_scale) == expected  # the hand formula, checked at 1.0 against the original
+    model = unet.build_unet((64, 64, 3), filter_scale=filter_scale)
     assert model.count_params() == expected
     # About 1/4 and 1/16 of the original's parameters, with the same layer names.
-    assert expected / 22_846_593 == pytest.approx(width**2, rel=0.01)
+    assert expected / 22_846_593 == pytest.approx(filter_scale**2, rel=0.01)
     full = [layer.name for layer in unet.build_unet((64, 64, 3)).layers]
     assert [layer.name for layer in model.layers] == full
 
 
-def test_bad_width_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"width must be in \(0, 4\]\. Received: width=0"):
-        unet.build_unet((64, 64, 3), width=0)
+def test_bad_filter_scale_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"filter_scale must be in \(0, 4\]\. Received: 0"):
+        unet.build_unet((64, 64, 3), filter_scale=0)
 
 
 def test_layer_sequence_equals_the_original_summary(model128):
@@ -112,8 +112,8 @@ def test_bottleneck_and_last_block_carry_dropout_and_l2(model128):
 
 @pytest.mark.parametrize("height, width", [(128, 128), (96, 160), (256, 192)])
 def test_output_has_the_input_size(height, width):
-    dynamic = unet.build_unet(width=0.25)
-    fixed = unet.build_unet((height, width, 3), width=0.25)
+    dynamic = unet.build_unet(filter_scale=0.25)
+    fixed = unet.build_unet((height, width, 3), filter_scale=0.25)
     x = np.random.default_rng(0).random((2, height, width, 3), dtype=np.float32)
     for m in (dynamic, fixed):
         y = m(x, training=False)
@@ -150,7 +150,7 @@ def synthetic_pairs(n=8, size=64, seed=0):
 
 def test_tiny_overfit_run_learns():
     images, masks = synthetic_pairs()
-    model = unet.compile_unet(unet.build_unet((64, 64, 3), width=0.25))
+    model = unet.compile_unet(unet.build_unet((64, 64, 3), filter_scale=0.25))
     history = model.fit(images, masks, batch_size=4, epochs=15, verbose=0, shuffle=True)
     # Training-mode figures: after a few dozen steps BatchNorm's moving statistics
     # (momentum 0.99) have not caught up yet, so inference-mode numbers lag behind.
@@ -161,7 +161,7 @@ def test_tiny_overfit_run_learns():
 
 def test_save_and_reload_gives_identical_predictions(tmp_path):
     images, masks = synthetic_pairs(n=4)
-    model = unet.compile_unet(unet.build_unet((64, 64, 3), width=0.25))
+    model = unet.compile_unet(unet.build_unet((64, 64, 3), filter_scale=0.25))
     model.fit(images, masks, batch_size=4, epochs=1, verbose=0)
     path = tmp_path / "m.keras"
     model.save(path)
@@ -238,14 +238,14 @@ def test_default_schedule_is_the_original():
 
 def test_unknown_loss_or_schedule_is_an_error():
     with pytest.raises(ValueError, match="unknown loss 'dice'"):
-        unet.compile_unet(unet.build_unet((64, 64, 3), width=0.25), loss="dice")
+        unet.compile_unet(unet.build_unet((64, 64, 3), filter_scale=0.25), loss="dice")
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
         unet.make_schedule("step")
 
 
 def test_model_trained_with_bce_dice_reloads(tmp_path):
     model = unet.compile_unet(
-        unet.build_unet((None, None, 3), width=0.25), loss="bce_dice", schedule="cosine", total_steps=20
+        unet.build_unet((None, None, 3), filter_scale=0.25), loss="bce_dice", schedule="cosine", total_steps=20
     )
     x = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
     model.fit(x, (x[..., :1] > 0.5).astype(np.float32), epochs=1, verbose=0)
@@ -256,7 +256,7 @@ def test_model_trained_with_bce_dice_reloads(tmp_path):
 
 
 def test_recalibrate_batchnorm_matches_training_mode_without_dropout():
-    model = unet.build_unet((64, 64, 3), width=0.25)
+    model = unet.build_unet((64, 64, 3), filter_scale=0.25)
     x = np.random.default_rng(1).random((4, 64, 64, 3)).astype(np.float32)
     before = keras.ops.convert_to_numpy(model(x, training=False))
     assert unet.recalibrate_batchnorm(model, [x]) == 1
@@ -278,7 +278,7 @@ def test_recalibrate_batchnorm_matches_training_mode_without_dropout():
 
 
 def test_recalibrate_batchnorm_averages_batches():
-    model = unet.build_unet((64, 64, 3), width=0.25)
+    model = unet.build_unet((64, 64, 3), filter_scale=0.25)
     rng = np.random.default_rng(2)
     a, b = (rng.random((2, 64, 64, 3)).astype(np.float32) * s for s in (1.0, 3.0))
     unet.recalibrate_batchnorm(model, [(a, None), (b, None)])
@@ -302,8 +302,8 @@ def test_fused_batchnorm_computes_what_keras_batchnorm_computes(policy, atol):
     keras.mixed_precision.set_global_policy(policy)
     try:
         x = np.random.default_rng(3).normal(1.0, 2.0, (4, 64, 64, 3)).astype(np.float32)
-        reference = unet.build_unet((64, 64, 3), width=0.25)
-        fused = unet.build_unet((64, 64, 3), width=0.25)
+        reference = unet.build_unet((64, 64, 3), filter_scale=0.25)
+        fused = unet.build_unet((64, 64, 3), filter_scale=0.25)
         fused.set_weights(reference.get_weights())
         assert unet.use_fused_batchnorm(fused) == 20  # two in each of the ten DoubleConvs
         for training in (True, False):

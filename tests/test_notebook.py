@@ -110,7 +110,7 @@ def test_notebook_runs_headless_in_quick_mode(tmp_path):
     assert len(runs) == 1
     run = runs[0].parent
     options = json.loads((run / "config.json").read_text())["options"]
-    assert (options["epochs"], options["steps_per_epoch"], options["width"]) == (1, 3, DEMO.width)
+    assert (options["epochs"], options["steps_per_epoch"], options["filter_scale"]) == (1, 3, DEMO.filter_scale)
     for figure in ("curves.png", "notebook_predictions.png"):
         assert (run / figure).read_bytes()[:4] == PNG, figure
     # The shipped model's cutout (cut yourself out), then the trained model's, never overwritten.

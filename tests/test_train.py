@@ -1,7 +1,7 @@
 """train.py and config.py: the config, artifacts, resume, Ctrl-C, NaN, precision, bad input and multi-device training.
 
-Every run here trains a quarter-width network (1/16 of the original's compute) on tiny
-data: what is tested is the bookkeeping, not the width (test_model.py keeps width 1.0).
+Every run here trains a network at filter_scale 0.25 (1/16 of the original's compute) on
+tiny data: what is tested is the bookkeeping, not the filters (test_model.py keeps 1.0).
 """
 
 import csv
@@ -25,8 +25,10 @@ import train
 from config import DEMO, ConfigError, TrainConfig, make_parser, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(image_size=64, batch_size=4, steps_per_epoch=3, verbose=0, width=0.25)
-TINY_ARGV = ["--image-size", "64", "--batch-size", "4", "--steps-per-epoch", "3", "--verbose", "0", "--width", "0.25"]
+TINY = dict(image_size=64, batch_size=4, steps_per_epoch=3, verbose=0, filter_scale=0.25)
+TINY_ARGV = [
+    "--image-size", "64", "--batch-size", "4", "--steps-per-epoch", "3", "--verbose", "0", "--filter-scale", "0.25",
+]  # fmt: skip
 SLOW_CPU = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
 FAST_CPU = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16\n"
 
@@ -46,7 +48,7 @@ def tiny_config(tiny_data, runs, **changes):
 def test_defaults_are_the_original_recipe():
     c = TrainConfig()
     assert (c.epochs, c.steps_per_epoch, c.batch_size, c.learning_rate) == (50, 300, 32, 0.002)
-    assert (c.image_size, c.width, c.seed, c.validation_steps) == (128, 1.0, 1, 10)
+    assert (c.image_size, c.filter_scale, c.seed, c.validation_steps) == (128, 1.0, 1, 10)
     assert (c.decay_steps, c.decay_rate, c.schedule, c.loss) == (300, 0.98, "exponential", "bce")
     assert (c.mixed_precision, c.augment, c.precise_bn, c.fused_batchnorm) == ("off", False, 0, False)
     assert c.learning_rate == unet.LEARNING_RATE and c.decay_steps == unet.DECAY_STEPS
@@ -60,11 +62,12 @@ def test_every_option_is_on_the_command_line():
     for f in dataclasses.fields(TrainConfig):
         assert "--" + f.name.replace("_", "-") in flags, f.name
     config, _, given = parse_args(
-        ["--width", "0.5", "--augment", "--mixed-precision", "--schedule", "cosine", "--no-fused-batchnorm"]
+        ["--filter-scale", "0.5", "--augment", "--mixed-precision", "--schedule", "cosine", "--no-fused-batchnorm"]
     )
-    assert (config.width, config.augment, config.mixed_precision, config.schedule) == (0.5, True, "auto", "cosine")
+    assert (config.filter_scale, config.augment, config.mixed_precision) == (0.5, True, "auto")
+    assert config.schedule == "cosine"
     assert given == {
-        "width": 0.5,
+        "filter_scale": 0.5,
         "augment": True,
         "mixed_precision": "auto",
         "schedule": "cosine",
@@ -74,15 +77,26 @@ def test_every_option_is_on_the_command_line():
 
 
 def test_config_round_trips_and_old_configs_load():
-    c = TrainConfig(width=0.5, augment=True, name="x")
+    c = TrainConfig(filter_scale=0.5, augment=True, name="x")
     assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
-    # A config.json written before the width and precision modes existed (a real one).
+    # A config.json written before the filter scale (first called width) and precision modes existed (a real one).
     old = json.loads((ROOT / "tests" / "data" / "config_v1.json").read_text())["options"]
     assert "width" not in old and old["mixed_precision"] is True and "demo" in old
     loaded = TrainConfig.from_dict(old)
-    assert loaded.width == 1.0 and loaded.mixed_precision == "auto" and loaded.precise_bn == 1
+    assert loaded.filter_scale == 1.0 and loaded.mixed_precision == "auto" and loaded.precise_bn == 1
     with pytest.raises(ConfigError, match="unknown option"):
         TrainConfig.from_dict({**old, "colour": "red"})
+
+
+def test_the_old_name_width_still_sets_the_filter_scale(capsys):
+    # --width and config.json's "width" were the filter scale's name before it was left to the images' width.
+    config, _, given = parse_args(["--width", "0.5"])
+    assert config.filter_scale == 0.5 and given == {"filter_scale": 0.5}
+    assert TrainConfig.from_dict({"width": 0.5}) == TrainConfig(filter_scale=0.5)
+    with pytest.raises(ConfigError, match="width is now filter_scale"):
+        TrainConfig().replace(width=0.5)
+    help = " ".join(make_parser().format_help().split())
+    assert "--width FILTER_SCALE deprecated: the old name of --filter-scale" in help
 
 
 def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
@@ -91,7 +105,7 @@ def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
         "epochs": 2,
         "runs_dir": str(tmp_path),
     }
-    assert config.width < 1 and config.data_dir == "data-sample" and config.name == "demo"
+    assert config.filter_scale < 1 and config.data_dir == "data-sample" and config.name == "demo"
     (tmp_path / "demo").mkdir()  # a second demo does not overwrite the first
     assert parse_args(["--demo", "--runs-dir", str(tmp_path)])[0].name == "demo-2"
 
@@ -101,7 +115,8 @@ def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
     [
         (["--image-size", "100"], "--image-size must be a positive multiple of 32"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--width", "0"], r"--width must be in \(0, 4\]"),
+        (["--filter-scale", "0"], r"--filter-scale must be in \(0, 4\]\. Received: 0\.0$"),
+        (["--width", "5"], r"--filter-scale must be in \(0, 4\]"),  # the old name, the new name in the message
         (["--distribute", "ring"], "invalid choice: 'ring'"),
         (["--mixed-precision", "always"], "invalid choice: 'always'"),
         (
@@ -198,10 +213,10 @@ def test_a_short_run_writes_every_artifact(tiny_data, tmp_path, capsys):
     assert state["best_epoch"] == int(best["epoch"])
     out = capsys.readouterr().out
     assert out.count("train.py configuration:") == 1 and "test (4 images)" in out
-    # The saved model is trained, compiled, at the right step, at the chosen width.
+    # The saved model is trained, compiled, at the right step, at the chosen filter scale.
     model = keras.saving.load_model(run / "last.keras")
     assert int(model.optimizer.iterations) == 12
-    assert model.count_params() == unet.build_unet(width=0.25).count_params()
+    assert model.count_params() == unet.build_unet(filter_scale=0.25).count_params()
 
 
 class StopAt(keras.callbacks.Callback):
@@ -254,7 +269,7 @@ def test_the_readme_example_trains_then_resumes_the_same_run(tiny_data, tmp_path
     """README's Python example as written, made tiny: its data_dir links to the tiny data, and the
     options it leaves at their defaults take TINY's values."""
     code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL).group(1)
-    assert "train.resume(summary.run_dir" in code and "width=0.25" in code
+    assert "train.resume(summary.run_dir" in code and "filter_scale=0.25" in code
     tiny = {k: v for k, v in TINY.items() if f"{k}=" not in code}
     (tmp_path / "data-sample").symlink_to(tiny_data)
     monkeypatch.chdir(tmp_path)
@@ -267,25 +282,42 @@ def test_the_readme_example_trains_then_resumes_the_same_run(tiny_data, tmp_path
     assert f"{summary.run_dir} 4 " in capsys.readouterr().out  # the example's print
 
 
-def test_a_run_folder_from_before_the_config_resumes(tiny_data, tmp_path):
-    """config.json as the first release wrote it (no width, mixed_precision a flag, a demo key)."""
-    old = json.loads((ROOT / "tests" / "data" / "config_v1.json").read_text())
-    run = tmp_path / "runs" / "old"
+def stopped_run(config_json: Path, tiny_data, runs: Path) -> Path:
+    """A run folder stopped after its first epoch (2 steps) whose config.json is ``config_json``."""
+    old = json.loads(config_json.read_text())
+    run = runs / "old"
     run.mkdir(parents=True)
     # As written then, with this test's paths; the model below is narrow only to keep the test fast.
-    old["options"].update(data_dir=str(tiny_data), runs_dir=str(tmp_path / "runs"), image_size=64)
+    old["options"].update(data_dir=str(tiny_data), runs_dir=str(runs), image_size=64)
     (run / "config.json").write_text(json.dumps(old))
     (run / "state.json").write_text(
         json.dumps({"epochs_done": 1, "iterations": 2, "step_in_epoch": 0, "best_val_iou": 0.5, "best_epoch": 1})
     )
-    model = unet.build_unet((None, None, 3), width=0.25)
+    model = unet.build_unet((None, None, 3), filter_scale=0.25)
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[keras.metrics.BinaryIoU([1], name="iou")])
     x = np.zeros((4, 64, 64, 3), np.float32)
     model.fit(x, x[..., :1], batch_size=2, epochs=1, verbose=0)  # 2 steps, as state.json says
     model.save(run / "last.keras")
+    return run
+
+
+def test_a_run_folder_from_before_the_config_resumes(tiny_data, tmp_path):
+    """config.json as the first release wrote it (no filter scale, mixed_precision a flag, a demo key)."""
+    run = stopped_run(ROOT / "tests" / "data" / "config_v1.json", tiny_data, tmp_path / "runs")
     summary = train.resume(run, epochs=2, verbose=0)
     assert summary.state["epochs_done"] == 2 and summary.state["iterations"] == 2 + 2
     assert json.loads((run / "config.json").read_text())["options"]["mixed_precision"] == "auto"
+
+
+def test_a_run_folder_from_before_filter_scale_resumes(tiny_data, tmp_path):
+    """config.json as train.py wrote it before the rename (a real one): the filter scale's key was "width"."""
+    assert json.loads((ROOT / "tests" / "data" / "config_v2.json").read_text())["options"]["width"] == 0.25
+    run = stopped_run(ROOT / "tests" / "data" / "config_v2.json", tiny_data, tmp_path / "runs")
+    assert train.main(["--resume", str(run), "--epochs", "2"]) == 0
+    state = json.loads((run / "state.json").read_text())
+    assert (state["epochs_done"], state["iterations"]) == (2, 2 + 2)
+    options = json.loads((run / "config.json").read_text())["options"]
+    assert options["filter_scale"] == 0.25 and "width" not in options
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch, capsys):
