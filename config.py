@@ -51,7 +51,18 @@ class TrainConfig:
     (``to_dict`` / ``from_dict``), and ``DEMO`` is a preset of them.
     """
 
-    data_dir: str = option("data", "folder with train/, val/ (and test/) from coco.py")
+    data_dir: tuple[str, ...] = option(
+        ("data",),
+        "folder(s) with train/, val/ (and test/) from coco.py, ccp.py or photos.py; several are trained on "
+        "together (drawn by --weights) and validated and tested one by one",
+        metavar="DIR",
+    )
+    weights: tuple[float, ...] = option(
+        (),
+        "with several --data-dir: how often each is drawn, relative to the others (default: in proportion to "
+        "their training photos, as one merged folder)",
+        metavar="W",
+    )
     image_size: int = option(128, "height and width of the model's input, a multiple of 32")
     filter_scale: float = option(
         1.0, "multiplies every block's filter count (1.0: the original; 0.5, 0.25: ~1/4, ~1/16 the compute)"
@@ -69,7 +80,24 @@ class TrainConfig:
     )
     warmup_steps: int = option(0, "with --schedule cosine: steps of linear warm-up from 0")
     loss: str = option("bce", "binary cross-entropy, or BCE + soft Dice", choices=tuple(unet.LOSSES))
-    augment: bool = option(False, "random upper-body/zoom crops, aspect jitter, flips, colour jitter (data.augment)")
+    augment: bool = option(
+        False,
+        "random upper-body/zoom crops, aspect jitter, flips, colour and lighting jitter, blur and noise "
+        "(augmentation.py)",
+    )
+    composite: float = option(
+        0.0,
+        "with --augment and --backgrounds: the share of training photos whose person is laid over a background "
+        "photo, from head-and-shoulders to a small full-body figure, or zoomed out into a larger frame",
+        metavar="SHARE",
+    )
+    backgrounds: str | None = option(None, "folder of photos without people, for --composite", metavar="DIR")
+    cutouts: str | None = option(
+        None,
+        "with --composite: a photos.py folder of people cut out (RGBA); its train/ people are laid over the "
+        "backgrounds in some composites, never shown alone",
+        metavar="DIR",
+    )
     crop_from: int = option(
         0,
         "with --augment: read the training photos at this size (a multiple of 32, at least --image-size) and "
@@ -107,7 +135,17 @@ class TrainConfig:
     verbose: int = option(1, "Keras progress: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2), resume=FREE)
 
     def __post_init__(self):
+        # Lists (config.json, the command line) and a single folder name become tuples.
+        for name in ("data_dir", "weights"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         check_config(self)
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """A short name per --data-dir, for the logs: the folder's name (its path if two names clash)."""
+        names = [Path(d).name or d for d in self.data_dir]
+        return tuple(n if names.count(n) == 1 else d for n, d in zip(names, self.data_dir, strict=True))
 
     @property
     def total_steps(self) -> int:
@@ -164,6 +202,16 @@ def check_config(c: TrainConfig) -> None:
             f"--crop-from needs --augment and must be 0 or a multiple of {images.SIZE_MULTIPLE} of at least "
             f"--image-size ({c.image_size}). Received: {c.crop_from}"
         )
+    if c.weights and (len(c.weights) != len(c.data_dir) or min(c.weights) <= 0):
+        raise ConfigError(
+            f"--weights needs one positive weight per --data-dir ({len(c.data_dir)}). Received: {list(c.weights)}"
+        )
+    if not 0 <= c.composite <= 1 or (c.composite and not (c.augment and c.backgrounds)):
+        raise ConfigError(
+            f"--composite must be a share in [0, 1] and needs --augment and --backgrounds. Received: {c.composite}"
+        )
+    if (c.backgrounds or c.cutouts) and not c.composite:
+        raise ConfigError("--backgrounds and --cutouts are for --composite: give it a share of the photos")
     if c.precise_bn < 0:
         raise ConfigError(f"--precise-bn must be 0 (off) or a number of batches. Received: {c.precise_bn}")
     if c.precise_bn and c.distribute != "none":
@@ -208,7 +256,7 @@ DEMO = TrainConfig(
 
 # ---------------------------------------------------------------------------- command line
 
-TYPES = {"int": int, "float": float, "str": str, "str | None": str}
+TYPES = {"int": int, "float": float, "str": str, "str | None": str, "tuple[str, ...]": str, "tuple[float, ...]": float}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -221,11 +269,14 @@ def make_parser() -> argparse.ArgumentParser:
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for f in fields.values():
         meta = f.metadata
-        kwargs = {"default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {f.default})"}
+        shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        kwargs = {"default": argparse.SUPPRESS, "help": meta["help"] + (f" (default: {shown})" if shown != "" else "")}
         if f.type == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs.update(type=TYPES[f.type], choices=meta["choices"], metavar=meta["metavar"])
+            if f.type.startswith("tuple"):
+                kwargs["nargs"] = "+"
             if meta["const"] is not None:
                 kwargs.update(nargs="?", const=meta["const"])
         if meta["resume"] == FREE:

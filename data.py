@@ -18,6 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+import augmentation
 import images
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,38 @@ def load_pair(image_path: str, mask_path: str, image_size: int):
     return photo, mask[..., None]
 
 
+def _read_once(count: int, load, shapes: list, what: str, noun: str = "file") -> tuple[tf.data.Dataset, int]:
+    """Items 0..count-1 read by ``load(index)`` in parallel into an in-memory cache.
+
+    ``load`` returns a tuple of uint8 arrays of ``shapes`` (None: any size) or raises
+    ImageReadError; such items are logged by name and left out. Returns the cached
+    (index, *arrays) dataset and how many items it holds.
+    """
+    failures = {}
+
+    def guarded(index):
+        try:
+            return load(int(index))
+        except images.ImageReadError as e:
+            failures[int(index)] = str(e)
+            raise
+
+    def decode(index):
+        arrays = tf.numpy_function(guarded, [index], [tf.uint8] * len(shapes), stateful=False)
+        for array, shape in zip(arrays, shapes, strict=True):
+            array.set_shape(shape)
+        return (index, *arrays)
+
+    indexed = tf.data.Dataset.range(count)
+    decoded = indexed.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors().cache()
+    good = sum(1 for _ in decoded.map(lambda i, *arrays: i))  # fills the cache
+    if failures:
+        log.warning("%s: skipped %d unreadable %s(s): %s", what, len(failures), noun, _listing(list(failures.values())))
+    if not good:
+        raise DataError(f"{what}: none of the {count} {noun}s could be read")
+    return decoded, good
+
+
 def load_split(split_dir: str | Path, image_size: int = 128, with_index: bool = False) -> tf.data.Dataset:
     """Reads a split once into an in-memory cache of uint8 (image, mask) pairs.
 
@@ -103,32 +136,35 @@ def load_split(split_dir: str | Path, image_size: int = 128, with_index: bool = 
         ``find_pairs(split_dir)``.
     """
     image_paths, mask_paths = find_pairs(split_dir)
-    failures = {}
-
-    def load(index):
-        try:
-            return load_pair(image_paths[index], mask_paths[index], image_size)
-        except images.ImageReadError as e:
-            failures[int(index)] = str(e)
-            raise
-
-    def decode(index):
-        photo, mask = tf.numpy_function(load, [index], [tf.uint8, tf.uint8], stateful=False)
-        photo.set_shape([image_size or None, image_size or None, 3])
-        mask.set_shape([image_size or None, image_size or None, 1])
-        return index, photo, mask
-
-    indexed = tf.data.Dataset.range(len(image_paths))
-    decoded = indexed.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors().cache()
-    good = {int(i) for i in decoded.map(lambda i, image, mask: i)}  # fills the cache
-    if failures:
-        log.warning(
-            "%s: skipped %d unreadable pair(s): %s", split_dir, len(failures), _listing(list(failures.values()))
-        )
-    if not good:
-        raise DataError(f"{split_dir}: none of the {len(image_paths)} pairs could be read")
+    side = image_size or None
+    decoded, good = _read_once(
+        len(image_paths),
+        lambda i: load_pair(image_paths[i], mask_paths[i], image_size),
+        [[side, side, 3], [side, side, 1]],
+        str(split_dir),
+        "pair",
+    )
     pairs = decoded.map(lambda i, image, mask: (image, mask, i) if with_index else (image, mask))
-    return pairs.apply(tf.data.experimental.assert_cardinality(len(good)))
+    return pairs.apply(tf.data.experimental.assert_cardinality(good))
+
+
+def load_backgrounds(folder: str | Path, image_size: int) -> tf.data.Dataset:
+    """Photos without people (train.py --backgrounds), read once into a cache of (size, size, 3) uint8 squashes.
+
+    Raises:
+        DataError: the folder is missing or holds no readable photo.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"--backgrounds {folder}: no such folder (give a folder of photos without people)")
+    paths = images.list_images(folder, recursive=True)
+    if not paths:
+        raise DataError(f"--backgrounds {folder}: no photos ({', '.join(images.IMAGE_EXTENSIONS)}) in it")
+    decoded, good = _read_once(
+        len(paths), lambda i: (images.load_photo(paths[i], image_size),), [[image_size, image_size, 3]], str(folder)
+    )
+    photos = decoded.map(lambda i, photo: photo)
+    return photos.apply(tf.data.experimental.assert_cardinality(good))
 
 
 def to_float(image: tf.Tensor, mask: tf.Tensor, *rest) -> tuple:
@@ -136,90 +172,8 @@ def to_float(image: tf.Tensor, mask: tf.Tensor, *rest) -> tuple:
     return (tf.cast(image, tf.float32) / 255.0, tf.cast(mask, tf.float32), *rest)
 
 
-# Augmentation (train.py --augment). The original trained on the squashed photos as they are;
-# these widen the training distribution beyond its framing: upper-body and zoomed crops,
-# other aspect ratios, mirror images, other lighting and colours.
-# A third of the pairs keep the whole photo: trained on crops alone, a network learns the
-# crops' scale and misses the people of the whole photos (measured on real photos).
-WHOLE = 1 / 3  # probability of no crop
-UPPER_BODY = 1 / 3  # probability of a crop from the top of the photo (head and shoulders)
-ZOOM = (0.6, 1.0)  # crop side, as a fraction of the photo's, for the other crops
-COLOUR = dict(brightness=0.15, contrast=(0.7, 1.3), saturation=(0.6, 1.4), hue=0.05)
-
-
-def random_crop_box(seed: tf.Tensor) -> tf.Tensor:
-    """A crop [y0, x0, y1, x1] in [0, 1] coordinates, its aspect ratio jittered.
-
-    With probability WHOLE the whole photo; with probability UPPER_BODY a box that starts
-    near the top and keeps 35-80% of the height (an upper-body crop of a full-figure
-    photo); otherwise each side a random fraction ZOOM of the photo's, anywhere in it.
-    """
-    u = tf.random.stateless_uniform([5], seed)
-    upper = u[0] < UPPER_BODY
-    whole = u[0] >= 1.0 - WHOLE
-    height = tf.where(upper, 0.35 + 0.45 * u[1], ZOOM[0] + (ZOOM[1] - ZOOM[0]) * u[1])
-    width = ZOOM[0] + (ZOOM[1] - ZOOM[0]) * u[2]  # independent: the aspect ratio changes
-    y0 = tf.where(upper, 0.1 * u[3], (1.0 - height) * u[3])
-    x0 = (1.0 - width) * u[4]
-    box = tf.stack([y0, x0, y0 + height, x0 + width])
-    return tf.where(whole, tf.constant([0.0, 0.0, 1.0, 1.0]), box)
-
-
-def crop(both: tf.Tensor, box: tf.Tensor, size: int | None) -> tf.Tensor:
-    """The ``box`` of a (h, w, c) image resized to (size, size); size None: to (h, w).
-
-    Cropping to the input size samples the box bilinearly in one step (enlarging a crop of
-    the input-size photo). From a larger photo (``--crop-from``) the box is cut out at its
-    own resolution first and then shrunk with antialiasing, so that a crop is as sharp as
-    a photo squashed to the input size, not aliased.
-    """
-    batch = both[None]
-    if size is None:
-        return tf.image.crop_and_resize(batch, box[None], [0], tf.shape(both)[:2], method="bilinear")[0]
-    source = tf.cast(tf.shape(both)[:2], tf.float32)
-    pixels = tf.maximum(tf.cast(tf.round((box[2:] - box[:2]) * source), tf.int32), 1)
-    cut = tf.image.crop_and_resize(batch, box[None], [0], pixels, method="bilinear")
-    return tf.image.resize(cut, [size, size], method="bilinear", antialias=True)[0]
-
-
-def augment(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor, size: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-    """Random crop, scale, aspect ratio, horizontal flip and colour jitter of one pair.
-
-    The same geometry is applied to the image and its mask, so they stay aligned: the
-    crop is resized to the input size (bilinear; the mask is re-thresholded at one half)
-    and both are flipped together. Colour changes touch the image only.
-
-    Args:
-        image: (h, w, 3) float32 in [0, 1].
-        mask: (h, w, 1) float32 in {0, 1}.
-        seed: (2,) int seed; the same seed gives the same result.
-        size: the output's height and width; None: the input's.
-
-    Returns:
-        (image, mask) of shapes (size, size, 3) and (size, size, 1), float32 in the same ranges.
-    """
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 7)
-    box = random_crop_box(seeds[0])
-    both = crop(tf.concat([image, mask], axis=-1), box, size)
-    flip = tf.random.stateless_uniform([], seeds[1]) < 0.5
-    both = tf.cond(flip, lambda: tf.reverse(both, axis=[1]), lambda: both)
-    image, mask = both[..., :3], tf.cast(both[..., 3:] >= 0.5, tf.float32)
-    c = COLOUR
-    image = tf.image.stateless_random_brightness(image, c["brightness"], seeds[2])
-    image = tf.image.stateless_random_contrast(image, *c["contrast"], seeds[3])
-    image = tf.image.stateless_random_saturation(image, *c["saturation"], seeds[4])
-    image = tf.image.stateless_random_hue(image, c["hue"], seeds[5])
-    return tf.clip_by_value(image, 0.0, 1.0), mask
-
-
 def batches(
-    pairs: tf.data.Dataset,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int = 1,
-    repeat: bool = False,
-    augmented: bool = False,
-    augment_size: int | None = None,
+    pairs: tf.data.Dataset, batch_size: int = 32, shuffle: bool = False, seed: int = 1, repeat: bool = False
 ) -> tf.data.Dataset:
     """uint8 pairs from ``load_split`` -> shuffled, repeated, float32 batches, prefetched.
 
@@ -227,22 +181,71 @@ def batches(
         pairs: a dataset from ``load_split``.
         batch_size: images per batch (the last batch may be smaller unless ``repeat``).
         shuffle: reshuffle every pass through the data, from ``seed``.
-        seed: shuffle and augmentation seed (the original used 1).
+        seed: shuffle seed (the original used 1).
         repeat: repeat forever (training counts steps, not passes).
-        augmented: apply ``augment`` to every pair, with seeds drawn from ``seed``.
-        augment_size: the augmented crops' size, when the pairs are larger (``--crop-from``).
     """
     if shuffle:
         pairs = pairs.shuffle(int(pairs.cardinality()), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         pairs = pairs.repeat()
-    pairs = pairs.map(to_float, num_parallel_calls=AUTOTUNE)
+    return pairs.map(to_float, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=repeat).prefetch(AUTOTUNE)
+
+
+def _forever(pairs: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    return pairs.shuffle(int(pairs.cardinality()), seed=seed, reshuffle_each_iteration=True).repeat()
+
+
+def training_batches(
+    sources: list[tf.data.Dataset],
+    batch_size: int = 32,
+    seed: int = 1,
+    weights: list[float] | None = None,
+    augmented: bool = False,
+    augment_size: int | None = None,
+    backgrounds: tf.data.Dataset | None = None,
+    composite_rate: float = 0.0,
+    cutouts: tf.data.Dataset | None = None,
+) -> tf.data.Dataset:
+    """The training stream: each source's pairs shuffled and repeated, drawn by weight, augmented, batched.
+
+    With one source and no augmentation this is ``batches(pairs, shuffle=True, repeat=True)``.
+
+    Args:
+        sources: datasets from ``load_split``, one per training folder.
+        batch_size: images per batch.
+        seed: shuffling, source-drawing and augmentation seed.
+        weights: how often each source is drawn, relative to the others; None: in
+            proportion to their sizes (as if they were one merged folder).
+        augmented: apply ``augmentation.augment`` to every pair.
+        augment_size: the output size, when the pairs are larger (``--crop-from``).
+        backgrounds: photos without people from ``load_backgrounds``; with
+            ``composite_rate`` > 0, that share of the pairs is laid over them.
+        cutouts: pairs of people cut out (``load_split`` of a cutout folder): the person of
+            some composites (``augmentation.CUTOUT_SHARE``), never shown on their own.
+
+    Returns:
+        An endless dataset of (images (batch, size, size, 3), masks (batch, size, size, 1)), float32.
+    """
+    streams = [_forever(pairs, seed + i) for i, pairs in enumerate(sources)]
+    if len(streams) == 1:
+        stream = streams[0]
+    else:
+        weights = weights or [float(pairs.cardinality()) for pairs in sources]
+        stream = tf.data.Dataset.sample_from_datasets(streams, [w / sum(weights) for w in weights], seed=seed)
+    stream = stream.map(to_float, num_parallel_calls=AUTOTUNE)
     if augmented:
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        pairs = tf.data.Dataset.zip(pairs, seeds).map(
-            lambda pair, s: augment(*pair, s, augment_size), num_parallel_calls=AUTOTUNE, deterministic=True
-        )
-    return pairs.batch(batch_size, drop_remainder=repeat).prefetch(AUTOTUNE)
+        extras = [tf.data.Dataset.random(seed=seed).batch(2)]
+        scene = backgrounds is not None and composite_rate > 0
+        if scene:
+            extras.append(_forever(backgrounds, seed + 1000).map(lambda b: tf.cast(b, tf.float32) / 255.0))
+            if cutouts is not None:
+                extras.append(_forever(cutouts, seed + 1001).map(to_float))
+
+        def view(pair, seeds, background=None, cutout=None):
+            return augmentation.augment(*pair, seeds, augment_size, background, composite_rate, cutout)
+
+        stream = tf.data.Dataset.zip(stream, *extras).map(view, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return stream.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def make_dataset(

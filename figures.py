@@ -131,10 +131,11 @@ def append_history(history_csv: str | Path, row: dict) -> None:
     """history.csv with ``row`` as its last epoch (rows of later epochs, from before a resume, dropped)."""
     rows = [r for r in read_history(history_csv) if r["epoch"] < row["epoch"]] + [row]
     out = io.StringIO()
-    writer = csv.DictWriter(out, HISTORY_FIELDS, extrasaction="ignore")
+    sources = sorted({k for r in rows for k in r if k.startswith("val_") and k not in HISTORY_FIELDS})
+    writer = csv.DictWriter(out, HISTORY_FIELDS + sources, extrasaction="ignore")  # per-source val_* last
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in r.items() if k in HISTORY_FIELDS})
+        writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in r.items()})
     images.write_atomic(history_csv, out.getvalue().encode())
 
 
@@ -155,6 +156,16 @@ def plot_curves(history_csv: str | Path, path: str | Path | None = None, show: b
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [r.get(prefix + metric, math.nan) for r in rows]
             ax.plot(epochs, values, style, marker="o", markersize=3, label="val" if prefix else "train")
+        # Several sources: each one's val curve, thin (val_<source>_<metric>).
+        suffix = f"_{metric}"
+        per_source = sorted(
+            {k for r in rows for k in r if k.startswith("val_") and k.endswith(suffix)} - {f"val{suffix}"}
+        )
+        for key in per_source:
+            if metric == "iou" and key.endswith("_seed_iou"):
+                continue
+            values = [r.get(key, math.nan) for r in rows]
+            ax.plot(epochs, values, ":", linewidth=1, label=key[len("val_") : -len(suffix)])
         ax.set_title(metric)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

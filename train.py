@@ -131,15 +131,31 @@ class RunCheckpoint(keras.callbacks.Callback):
         write_json(self.run_dir / "state.json", state)
 
 
-class PreciseBN(keras.callbacks.Callback):
-    """Runs ``model.recalibrate_batchnorm`` on ``count`` training batches before each validation."""
+class Validation(keras.callbacks.Callback):
+    """After each epoch: the loss and metrics of every source's val split, as val_* in the logs.
 
-    def __init__(self, batches, count: int):
+    With --precise-bn the BatchNorm statistics are re-estimated first, on ``count`` training
+    batches (``model.recalibrate_batchnorm``). With one source the logs hold what Keras'
+    own validation gives; with several, val_<metric> is the mean over the sources (each
+    counts the same, whatever its size) and val_<source>_<metric> each source's.
+    """
+
+    def __init__(self, sources: dict, calibration=None, count: int = 0, verbose: int = 1):
         super().__init__()
-        self.batches, self.count = batches, count
+        self.sources, self.calibration, self.count, self.verbose = sources, calibration, count, verbose
 
-    def on_test_begin(self, logs=None):
-        unet.recalibrate_batchnorm(self.model, (next(self.batches) for _ in range(self.count)))
+    def on_epoch_end(self, epoch, logs=None):
+        if self.calibration is not None:
+            unet.recalibrate_batchnorm(self.model, (next(self.calibration) for _ in range(self.count)))
+        scores = {name: self.model.evaluate(val, verbose=0, return_dict=True) for name, val in self.sources.items()}
+        logs = logs if logs is not None else {}
+        for metric in next(iter(scores.values())):
+            logs[f"val_{metric}"] = sum(s[metric] for s in scores.values()) / len(scores)
+            if len(scores) > 1:
+                logs.update({f"val_{name}_{metric}": s[metric] for name, s in scores.items()})
+        if self.verbose:
+            per_source = ", ".join(f"{name} {s['iou']:.4f}" for name, s in scores.items())
+            print(f"epoch {epoch + 1}: val_iou {logs['val_iou']:.4f}" + (f" ({per_source})" if len(scores) > 1 else ""))
 
 
 # ---------------------------------------------------------------------------- training steps
@@ -147,38 +163,52 @@ class PreciseBN(keras.callbacks.Callback):
 
 @dataclass
 class Datasets:
-    train: tf.data.Dataset  # repeated, shuffled (and augmented) batches
-    val: tf.data.Dataset
+    train: tf.data.Dataset  # endless shuffled (and augmented) batches from every source
+    val: dict  # source name -> its val batches
     calibration: object  # an iterator of training batches (augmented like training) for --precise-bn, or None
-    train_images: int
+    train_images: dict  # source name -> training photos
 
 
 def make_datasets(config: TrainConfig, epochs_done: int) -> Datasets:
     """The training and validation pipelines; a resumed run draws new shuffles from its epoch."""
-    data_dir, seed = Path(config.data_dir), config.seed + epochs_done
+    seed, folders = config.seed + epochs_done, [Path(d) for d in config.data_dir]
+    crop_size = config.crop_from or config.image_size
     try:
-        pairs = data.load_split(data_dir / "train", config.image_size)
-        crops = data.load_split(data_dir / "train", config.crop_from) if config.crop_from else pairs
-        val = data.make_dataset(data_dir / "val", config.image_size, config.batch_size)
+        sources = [data.load_split(d / "train", crop_size) for d in folders]
+        val = {
+            name: data.make_dataset(d / "val", config.image_size, config.batch_size)
+            for name, d in zip(config.source_names, folders, strict=True)
+        }
+        backgrounds = data.load_backgrounds(config.backgrounds, crop_size) if config.backgrounds else None
+        cutouts = data.load_split(Path(config.cutouts) / "train", crop_size) if config.cutouts else None
     except data.DataError as e:
         raise TrainError(str(e)) from None
 
-    def batches(seed: int) -> tf.data.Dataset:  # endless shuffled (and augmented) training batches
-        size = config.image_size if config.crop_from else None
-        return data.batches(
-            crops, config.batch_size, shuffle=True, seed=seed, repeat=True, augmented=config.augment, augment_size=size
+    def batches(seed: int) -> tf.data.Dataset:
+        return data.training_batches(
+            sources,
+            config.batch_size,
+            seed,
+            list(config.weights) or None,
+            augmented=config.augment,
+            augment_size=config.image_size if config.crop_from else None,
+            backgrounds=backgrounds,
+            composite_rate=config.composite,
+            cutouts=cutouts,
         )
 
     train = batches(seed)
     if config.validation_steps:
-        val = val.take(config.validation_steps)
+        val = {name: v.take(config.validation_steps) for name, v in val.items()}
     if config.distribute == "multiworker":
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        train, val = train.with_options(options), val.with_options(options)
+        train = train.with_options(options)
+        val = {name: v.with_options(options) for name, v in val.items()}
     # --precise-bn: the statistics of what the weights were trained on (augmented, if so).
     calibration = iter(batches(seed + 1)) if config.precise_bn else None
-    return Datasets(train, val, calibration, int(pairs.cardinality()))
+    counts = {name: int(pairs.cardinality()) for name, pairs in zip(config.source_names, sources, strict=True)}
+    return Datasets(train, val, calibration, counts)
 
 
 def build_model(config: TrainConfig, strategy):
@@ -200,16 +230,14 @@ def build_model(config: TrainConfig, strategy):
 def fit(model, config: TrainConfig, run_dir: Path, state: dict, datasets: Datasets, callbacks, chief: bool) -> dict:
     """Trains to the last epoch (first finishing an epoch a Ctrl-C cut short); Ctrl-C saves last.keras."""
     checkpoint = RunCheckpoint(run_dir, state, chief)
-    callbacks = [checkpoint, *callbacks]
-    if datasets.calibration is not None:
-        callbacks.append(PreciseBN(datasets.calibration, config.precise_bn))
+    validation = Validation(datasets.val, datasets.calibration, config.precise_bn, config.verbose)
+    callbacks = [validation, checkpoint, *callbacks]  # the checkpoint reads the validation's val_iou
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
 
     def fit_until(epochs: int, steps: int) -> None:
         model.fit(
             datasets.train,
-            validation_data=datasets.val,
             initial_epoch=state["epochs_done"],
             epochs=epochs,
             steps_per_epoch=steps,
@@ -235,16 +263,25 @@ def fit(model, config: TrainConfig, run_dir: Path, state: dict, datasets: Datase
 
 
 def evaluate_best(run_dir: Path, config: TrainConfig) -> dict | None:
-    """best.keras on DATA/test: test_metrics.json and test_predictions.png (None without a test split)."""
-    test_dir = Path(config.data_dir) / "test"
-    if not test_dir.is_dir() or not (run_dir / "best.keras").is_file():
+    """best.keras on each source's test split: test_metrics.json and test_predictions.png (None without one).
+
+    With several sources, test_metrics.json holds {"sources": {name: metrics}} and the figure
+    is the first source's.
+    """
+    tests = {n: Path(d) / "test" for n, d in zip(config.source_names, config.data_dir, strict=True)}
+    tests = {name: folder for name, folder in tests.items() if folder.is_dir()}
+    if not tests or not (run_dir / "best.keras").is_file():
         return None
     predictor = inference.Predictor(inference.load_model(run_dir / "best.keras"), config.image_size)
-    scores = inference.evaluate(predictor, test_dir, config.batch_size)
-    scores.pop("per_image")
-    write_json(run_dir / "test_metrics.json", {**scores, "model": str(run_dir / "best.keras"), "split": str(test_dir)})
-    figures.plot_split(predictor, test_dir, run_dir / "test_predictions.png", rows=8)
-    return scores
+    scores = {}
+    for name, folder in tests.items():
+        scores[name] = inference.evaluate(predictor, folder, config.batch_size)
+        scores[name].pop("per_image")
+        scores[name]["split"] = str(folder)
+    report = next(iter(scores.values())) if len(scores) == 1 else {"sources": scores}
+    write_json(run_dir / "test_metrics.json", {**report, "model": str(run_dir / "best.keras")})
+    figures.plot_split(predictor, next(iter(tests.values())), run_dir / "test_predictions.png", rows=8)
+    return report
 
 
 def facts(policy: str, reason: str, strategy, datasets: Datasets) -> dict:
@@ -254,7 +291,8 @@ def facts(policy: str, reason: str, strategy, datasets: Datasets) -> dict:
         "precision_reason": reason,
         "cpu": hardware.cpu_info().describe(),
         "devices": strategy.num_replicas_in_sync,
-        "train_images": datasets.train_images,
+        "train_images": sum(datasets.train_images.values()),
+        "train_images_per_source": datasets.train_images,
     }
 
 
@@ -368,11 +406,12 @@ def print_summary(summary: RunSummary) -> None:
         if state["best_val_iou"] is not None:
             print(f"  best val_iou {state['best_val_iou']:.4f} at epoch {state['best_epoch']}: {run_dir}/best.keras")
         if summary.test:
-            t = summary.test
-            print(
-                f"  test ({t['images']} images): accuracy {t['accuracy']:.4f}, iou {t['iou']:.4f}, "
-                f"seed_iou {t['seed_iou']:.4f} -> {run_dir}/test_metrics.json, {run_dir}/test_predictions.png"
-            )
+            for name, t in summary.test.get("sources", {"test": summary.test}).items():
+                print(
+                    f"  {name if name != 'test' else 'test'} ({t['images']} images): accuracy {t['accuracy']:.4f}, "
+                    f"iou {t['iou']:.4f}, seed_iou {t['seed_iou']:.4f}"
+                )
+            print(f"  -> {run_dir}/test_metrics.json, {run_dir}/test_predictions.png")
         print(f"  history: {run_dir}/history.csv, curves: {run_dir}/curves.png")
 
 

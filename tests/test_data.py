@@ -5,7 +5,6 @@ import logging
 import cv2
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import data
 import images
@@ -144,93 +143,6 @@ def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         images.write_atomic(target, b"data")
     assert list(tmp_path.iterdir()) == []
-
-
-# ---------------------------------------------------------------------------- augmentation
-
-
-def asymmetric_pair(size=64):
-    """A gray image whose two levels are exactly its mask (an L shape: flips show)."""
-    mask = np.zeros((size, size, 1), np.float32)
-    mask[8:56, 10:22] = 1
-    mask[44:56, 10:50] = 1
-    image = np.repeat(0.15 + 0.6 * mask, 3, axis=-1)
-    return tf.constant(image), tf.constant(mask)
-
-
-def test_augment_keeps_image_and_mask_aligned():
-    image, mask = asymmetric_pair()
-    changed = flipped = 0
-    for i in range(40):
-        out_image, out_mask = data.augment(image, mask, tf.constant([i, 7]))
-        assert out_image.shape == image.shape and out_mask.shape == mask.shape
-        assert out_image.dtype == tf.float32 and out_mask.dtype == tf.float32
-        out_image, out_mask = out_image.numpy(), out_mask.numpy()
-        assert out_image.min() >= 0.0 and out_image.max() <= 1.0
-        assert set(np.unique(out_mask)) <= {0.0, 1.0}
-        # Colour jitter keeps a gray image gray and its two levels apart: the bright pixels
-        # of the augmented image must be the augmented mask.
-        gray = out_image.mean(axis=-1)
-        bright = gray > (gray.min() + gray.max()) / 2
-        agree = (bright == (out_mask[..., 0] > 0)).mean()
-        assert agree >= 0.985, f"seed {i}: image and mask disagree on {1 - agree:.1%} of the pixels"
-        changed += not np.array_equal(out_mask, mask.numpy())
-        # The L's foot points right; mirrored, more of the mask lies left of its bar.
-        cols = np.flatnonzero(out_mask[..., 0].any(axis=0))
-        if cols.size:
-            column_mass = out_mask[..., 0].sum(axis=0)
-            flipped += column_mass[cols[-1]] > column_mass[cols[0]]
-    assert changed >= 25, "augmentation left most masks unchanged"
-    assert 8 <= flipped <= 32, f"{flipped} of 40 flipped"
-
-
-def test_crops_from_larger_photos_have_the_same_geometry():
-    """--crop-from: the crop of a photo twice as large, shrunk to the input size, is the same crop."""
-    image, mask = asymmetric_pair()
-    large = [tf.repeat(tf.repeat(t, 2, axis=0), 2, axis=1) for t in (image, mask)]
-    for i in range(20):
-        small_image, small_mask = data.augment(image, mask, tf.constant([i, 1]))
-        out_image, out_mask = data.augment(*large, tf.constant([i, 1]), 64)
-        assert out_image.shape == (64, 64, 3) and out_mask.shape == (64, 64, 1)
-        assert set(np.unique(out_mask)) <= {0.0, 1.0}
-        agree = float(np.mean(out_mask.numpy() == small_mask.numpy()))
-        assert agree >= 0.97, f"seed {i}: the crops differ on {1 - agree:.1%} of the mask"
-        gray = out_image.numpy().mean(axis=-1)
-        bright = gray > (gray.min() + gray.max()) / 2
-        assert np.mean(bright == (out_mask.numpy()[..., 0] > 0)) >= 0.97
-
-
-def test_augment_is_deterministic_per_seed():
-    image, mask = asymmetric_pair()
-    a = data.augment(image, mask, tf.constant([3, 4]))
-    b = data.augment(image, mask, tf.constant([3, 4]))
-    c = data.augment(image, mask, tf.constant([5, 4]))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-    assert not np.array_equal(a[0], c[0])
-
-
-def test_crop_boxes_include_upper_body_crops():
-    boxes = np.array([data.random_crop_box(tf.constant([i, 0])).numpy() for i in range(400)])
-    y0, x0, y1, x1 = boxes.T
-    assert (boxes >= 0).all() and (boxes <= 1.0 + 1e-6).all()
-    assert ((y1 - y0) >= 0.35 - 1e-6).all() and ((x1 - x0) >= data.ZOOM[0] - 1e-6).all()
-    upper = (y0 <= 0.1) & (y1 - y0 <= 0.8)
-    whole = (boxes == [0.0, 0.0, 1.0, 1.0]).all(axis=1)
-    assert 0.25 <= upper.mean() <= 0.45 and 0.25 <= whole.mean() <= 0.42
-    aspect = (x1 - x0) / (y1 - y0)
-    assert aspect.min() < 0.8 and aspect.max() > 1.6, "no aspect-ratio jitter"
-
-
-def test_augmented_batches(tmp_path):
-    write_split(tmp_path / "train", n=6)
-    pairs = data.load_split(tmp_path / "train", 64)
-    first = next(iter(data.batches(pairs, 4, shuffle=True, seed=2, repeat=True, augmented=True)))
-    again = next(iter(data.batches(pairs, 4, shuffle=True, seed=2, repeat=True, augmented=True)))
-    plain = next(iter(data.batches(pairs, 4, shuffle=True, seed=2, repeat=True)))
-    assert first[0].shape == (4, 64, 64, 3) and first[1].shape == (4, 64, 64, 1)
-    assert set(np.unique(first[1])) <= {0.0, 1.0}
-    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
-    assert not np.array_equal(first[0], plain[0])
 
 
 def test_split_stats_and_report(tmp_path, capsys):

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 import hardware
+import images
 import model as unet
 import train
-from config import DEMO, ConfigError, TrainConfig, make_parser, parse_args
+from config import DEMO, ConfigError, TrainConfig, make_parser, parse_args, read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(image_size=64, batch_size=4, steps_per_epoch=3, verbose=0, filter_scale=0.25)
@@ -105,7 +106,7 @@ def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
         "epochs": 2,
         "runs_dir": str(tmp_path),
     }
-    assert config.filter_scale < 1 and config.data_dir == "data-sample" and config.name == "demo"
+    assert config.filter_scale < 1 and config.data_dir == ("data-sample",) and config.name == "demo"
     (tmp_path / "demo").mkdir()  # a second demo does not overwrite the first
     assert parse_args(["--demo", "--runs-dir", str(tmp_path)])[0].name == "demo-2"
 
@@ -126,6 +127,14 @@ def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
         (["--precise-bn", "4", "--distribute", "mirrored"], "--precise-bn works without --distribute only"),
         (["--crop-from", "256"], "--crop-from needs --augment"),
         (["--augment", "--crop-from", "96", "--image-size", "128"], "at least --image-size"),
+        (["--data-dir", "a", "b", "--weights", "1"], r"--weights needs one positive weight per --data-dir \(2\)"),
+        (["--data-dir", "a", "--weights", "0"], "--weights needs one positive weight"),
+        (
+            ["--augment", "--composite", "0.5"],
+            "--composite must be a share in .0, 1. and needs --augment and --backgrounds",
+        ),
+        (["--augment", "--composite", "1.5", "--backgrounds", "bg"], "--composite must be a share"),
+        (["--backgrounds", "bg"], "--backgrounds and --cutouts are for --composite"),
     ],
 )
 def test_bad_option_values_are_one_line_errors(argv, message, capsys):
@@ -382,13 +391,13 @@ def test_augment_changes_the_training_batches_only(tiny_data, tmp_path):
     x_aug, y_aug = next(iter(augmented.train))
     assert x_plain.shape == x_aug.shape and y_plain.shape == y_aug.shape
     assert not np.array_equal(x_plain, x_aug) and not np.array_equal(y_plain, y_aug)
-    for a, b in zip(plain.val, augmented.val, strict=True):  # validation is never augmented
+    for a, b in zip(*(next(iter(d.val.values())) for d in (plain, augmented)), strict=True):  # never augmented
         assert np.array_equal(a[0], b[0])
     cropped = train.make_datasets(tiny_config(tiny_data, tmp_path, augment=True, crop_from=128, precise_bn=1), 0)
     x_crop, y_crop = next(iter(cropped.train))  # read at 128, cropped, shrunk to the model's 64
     assert x_crop.shape == x_plain.shape and y_crop.shape == y_plain.shape
     assert next(cropped.calibration)[0].shape == x_plain.shape  # precise BN sees whole photos at 64
-    for a, b in zip(plain.val, cropped.val, strict=True):
+    for a, b in zip(*(next(iter(d.val.values())) for d in (plain, cropped)), strict=True):
         assert np.array_equal(a[0], b[0])
 
 
@@ -396,17 +405,48 @@ def test_precise_bn_changes_the_moving_statistics_and_nothing_else(tiny_data, tm
     datasets = train.make_datasets(tiny_config(tiny_data, tmp_path, precise_bn=2), 0)
     model = train.build_model(tiny_config(tiny_data, tmp_path), hardware.make_strategy("none"))
     model.fit(datasets.train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
-    before = {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
+    before = {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
     iterations = int(model.optimizer.iterations)
-    callback = train.PreciseBN(datasets.calibration, 2)
+    callback = train.Validation(datasets.val, datasets.calibration, 2, verbose=0)
     callback.set_model(model)
-    callback.on_test_begin()
-    after = {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    assert set(logs) == {"val_loss", "val_accuracy", "val_seed_iou", "val_iou"}
+    after = {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
     changed = {path for path in before if not np.array_equal(before[path], after[path])}
     moving = {v.path for v in model.non_trainable_variables if "moving_" in v.path}
     assert changed and changed <= moving  # only BatchNorm moving statistics changed
     assert int(model.optimizer.iterations) == iterations
     assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout) and layer.rate]  # restored
+
+
+def test_several_sources_with_composites_are_validated_and_tested_one_by_one(tiny_data, tmp_path):
+    second = tmp_path / "portraits"
+    shutil.copytree(tiny_data, second)
+    for path in (second / "train" / "images").iterdir():  # another kind of photo: inverted brightness
+        path.write_bytes(images.encode(255 - images.read_rgb(path), ".png"))
+    backgrounds = tmp_path / "backgrounds"
+    backgrounds.mkdir()
+    for i in range(3):
+        (backgrounds / f"b{i}.png").write_bytes(images.encode(np.full((50, 70, 3), 40 * i, np.uint8), ".png"))
+    config = tiny_config(tiny_data, tmp_path / "runs").replace(
+        data_dir=(str(tiny_data), str(second)), weights=(1.0, 3.0), epochs=2, augment=True, composite=0.5,
+        backgrounds=str(backgrounds), cutouts=str(tiny_data), name="mixed", verbose=1,
+    )  # fmt: skip
+    summary = train.train(config)
+    run = summary.run_dir
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for r in rows:  # each source's val_iou, and their mean as the val_iou that picks best.keras
+        assert float(r["val_iou"]) == pytest.approx((float(r["val_data_iou"]) + float(r["val_portraits_iou"])) / 2)
+    tests = json.loads((run / "test_metrics.json").read_text())["sources"]
+    assert set(tests) == {"data", "portraits"} and tests["portraits"]["images"] == 4
+    assert summary.test["sources"]["data"]["iou"] == tests["data"]["iou"]
+    options = json.loads((run / "config.json").read_text())["options"]
+    assert options["data_dir"] == [str(tiny_data), str(second)] and options["weights"] == [1.0, 3.0]
+    assert options["composite"] == 0.5 and options["backgrounds"] == str(backgrounds)
+    assert json.loads((run / "config.json").read_text())["train_images_per_source"] == {"data": 12, "portraits": 12}
+    assert read_config(run) == config  # config.json's lists read back as the options they were
 
 
 # ---------------------------------------------------------------------------- several devices
