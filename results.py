@@ -12,8 +12,10 @@
         -> accuracy, iou and seed_iou over the whole split, and a figure of the worst photos
 
 Inference follows the original: squash the photo to the model's input size, scale to
-[0, 1], predict. The probability map is then upsampled smoothly to the photo's size and
-used as the cutout's alpha channel (``--hard``: thresholded at 0.5, like the original).
+[0, 1], predict. The probability map is then upsampled to the photo's size, its edges
+refined with the photo as the guide (a guided filter; ``--no-guided-filter``: plain
+upsampling), and used as the cutout's alpha channel (``--hard``: thresholded at 0.5, like
+the original).
 Where the alpha is soft, the cutout's colour is the person's estimated own colour rather
 than the photo's, so a new background shows no fringe of the old one (``--no-refine``:
 the photo's colour). A video has no transparency: without ``--background`` its background
@@ -100,6 +102,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hard", action="store_true", help="binary alpha (threshold 0.5) instead of soft edges")
     parser.add_argument(
         "--mask-only", action="store_true", help="write the 8-bit alpha (PNG; a grayscale video) instead of a cutout"
+    )
+    parser.add_argument(
+        "--no-guided-filter",
+        action="store_true",
+        help="the alpha as the model's probabilities upsampled (default: its edges refined with the photo as the "
+        "guide, a guided filter)",
     )
     parser.add_argument(
         "--no-refine",
@@ -192,9 +200,10 @@ def evaluate_split(args: argparse.Namespace, predictor: inference.Predictor) -> 
 
 def make_render(args: argparse.Namespace, background):
     """(full-size RGB photo, probability map) -> what to write: the alpha (--mask-only) or the cutout."""
+    guided = not args.no_guided_filter
     if args.mask_only:
-        return lambda photo, prob: compose.alpha_map(prob, *photo.shape[:2], args.hard)
-    return lambda photo, prob: compose.cutout(photo, prob, args.hard, background, refine=not args.no_refine)
+        return lambda photo, prob: compose.person_alpha(photo, prob, args.hard, guided)
+    return lambda photo, prob: compose.cutout(photo, prob, args.hard, background, not args.no_refine, guided)
 
 
 def cut_out_videos(args: argparse.Namespace, predictor, background, videos: list[Path], outputs: list[Path]):

@@ -93,11 +93,28 @@ def test_cutouts_of_awkward_photos(tmp_path, red_model, capsys):
             assert np.array_equal(cut[..., 0], cut[..., 1]) and alpha.max() <= 31
             continue
         assert person.mean() > 240 and background.mean() < 15, name
-        # Soft alpha: the edge between the halves ramps through intermediate values.
-        assert np.any((alpha > 20) & (alpha < 235)), name
+        # The guided filter puts the alpha's edge on the photo's: a sharp edge gives a sharp alpha.
+        assert np.count_nonzero((alpha > 20) & (alpha < 235)) <= 3 * alpha.shape[0], name
     # The RGB of the cutout is the photo's.
     plain = read_rgba(out / "plain.png")
     assert np.abs(plain[:, :160, :3].astype(int) - (255, 0, 0)).max() < 20
+    # Without the guided filter the alpha is the probabilities upsampled: the edge falls inside a
+    # model pixel, so it ramps through intermediate values over several photo pixels.
+    assert (
+        run(
+            "--model",
+            red_model,
+            "--out-dir",
+            tmp_path / "plain",
+            "--figure",
+            tmp_path / "f2.png",
+            "--no-guided-filter",
+            photos / "plain.jpg",
+        )
+        == 0
+    )
+    alpha = read_rgba(tmp_path / "plain" / "plain.png")[..., 3].astype(int)
+    assert np.count_nonzero((alpha > 20) & (alpha < 235)) >= 5 * alpha.shape[0]
 
 
 def test_figure_has_one_row_per_photo(tmp_path, red_model):
@@ -310,21 +327,26 @@ def test_refined_cutouts_masks_and_webp_through_the_command(tmp_path, red_model,
     cv2.imwrite(str(tmp_path / "p.png"), cv2.cvtColor(soft_edge_photo(alpha), cv2.COLOR_RGB2BGR))
     args = ["--model", red_model, "--size", 32, "--figure", tmp_path / "f.png", "--overwrite", tmp_path / "p.png"]
     errors = {}
-    for name, options in (("refined", []), ("unrefined", ["--no-refine"])):
+    # The colours alone: the alpha left as upsampled, so the true composite is known.
+    for name, options in (("refined", ["--no-guided-filter"]), ("unrefined", ["--no-guided-filter", "--no-refine"])):
         assert run(*args, "--out-dir", tmp_path / name, "--background", ",".join(map(str, MAGENTA)), *options) == 0
         composite = cv2.cvtColor(cv2.imread(str(tmp_path / name / "p.png")), cv2.COLOR_BGR2RGB)
         errors[name] = edge_error(composite.astype(np.float32), alpha)
     assert errors["refined"] < 0.5 * errors["unrefined"]
 
-    assert run(*args, "--out-dir", tmp_path / "mask", "--mask-only") == 0
+    assert run(*args, "--out-dir", tmp_path / "mask", "--mask-only", "--no-guided-filter") == 0
     mask = cv2.imread(str(tmp_path / "mask" / "p.png"), cv2.IMREAD_UNCHANGED)
     assert mask.dtype == np.uint8 and mask.shape == alpha.shape and np.array_equal(mask, alpha)
+    assert run(*args, "--out-dir", tmp_path / "guided", "--mask-only") == 0  # the default: the guided alpha
+    mask = cv2.imread(str(tmp_path / "guided" / "p.png"), cv2.IMREAD_UNCHANGED)
+    photo = images.read_rgb(tmp_path / "p.png")
+    assert np.array_equal(mask, compose.guided_alpha(photo, ramp_prob())) and not np.array_equal(mask, alpha)
 
     for fmt in ("png", "webp"):
         assert run(*args, "--out-dir", tmp_path / "cut", "--format", fmt) == 0
     png, webp = (read_rgba(tmp_path / "cut" / f"p.{fmt}") for fmt in ("png", "webp"))
-    assert webp.shape == (128, 192, 4) and np.array_equal(webp[..., 3], alpha)  # WebP keeps the alpha exactly
-    visible = alpha > 0
+    assert webp.shape == (128, 192, 4) and np.array_equal(webp[..., 3], mask)  # WebP keeps the alpha exactly
+    visible = mask > 0
     assert np.array_equal(webp[visible], png[visible])  # and every visible pixel (lossless)
 
 
