@@ -12,11 +12,15 @@ whole evaluation is empty); an empty truth with any predicted pixel scores 0.0. 
 original's ``seed_iou`` keeps its own formula, which gives 0 there.
 
 Training (``model.compile_unet``) and evaluation (``inference.evaluate``) both use these.
+At a photo's full size (what results.py writes), ``mask_iou`` and ``boundary_iou`` score
+NumPy masks with the same convention.
 """
 
 from __future__ import annotations
 
+import cv2
 import keras
+import numpy as np
 from keras import ops
 
 THRESHOLD = 0.5
@@ -89,3 +93,33 @@ class PooledIoU(keras.metrics.Metric):
 def make_metrics() -> list:
     """The training metrics: accuracy, seed_iou (the original's) and iou (pooled)."""
     return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=THRESHOLD), seed_iou, PooledIoU(name="iou")]
+
+
+# ---------------------------------------------------------------------------- full size (NumPy)
+# What a user sees: the alpha at the photo's full size, thresholded, against the hand-made mask.
+
+BOUNDARY_RATIO = 0.02  # boundary IoU's band: 2% of the photo's diagonal (Cheng et al., CVPR 2021)
+
+
+def mask_iou(truth: np.ndarray, pred: np.ndarray) -> float:
+    """IoU of two boolean masks of one photo; 1.0 when both are empty (the module's convention)."""
+    union = np.count_nonzero(truth | pred)
+    return np.count_nonzero(truth & pred) / union if union else 1.0
+
+
+def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of a boolean mask within ``width`` pixels of its edge (the photo's border counts as an edge)."""
+    padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    inner = cv2.erode(padded, np.ones((2 * width + 1, 2 * width + 1), np.uint8))[1:-1, 1:-1]
+    return mask & (inner == 0)
+
+
+def boundary_iou(truth: np.ndarray, pred: np.ndarray, ratio: float = BOUNDARY_RATIO) -> float:
+    """Boundary IoU (Cheng, Girshick, Dollar, Berg and Kirillov, CVPR 2021) of two boolean masks.
+
+    The IoU of the two masks' bands of width ``ratio`` x the photo's diagonal inside their
+    edges: it weighs the outline, where a mask upsampled from a small model loses most,
+    whatever the person's size. 1.0 when both bands are empty.
+    """
+    width = max(1, round(ratio * float(np.hypot(*truth.shape[:2]))))
+    return mask_iou(boundary_band(truth, width), boundary_band(pred, width))

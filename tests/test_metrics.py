@@ -107,3 +107,38 @@ def test_seed_iou_matches_the_formula_on_random_arrays():
     union = np.sum((y_true + (y_pred >= 0.5)) >= 1) + 1e-6
     expected = np.sum(y_true * y_pred) / union
     assert float(metrics.seed_iou(y_true, y_pred)) == pytest.approx(expected, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- full size
+
+
+@pytest.mark.parametrize("name, truth, pred, iou, seed", IOU_CASES, ids=IDS)
+def test_mask_iou_agrees_with_the_per_image_iou(name, truth, pred, iou, seed):
+    assert metrics.mask_iou(truth >= 0.5, pred >= 0.5) == pytest.approx(iou)
+
+
+def square(size, top, left, side):
+    mask = np.zeros((size, size), bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def test_boundary_band_by_hand():
+    band = metrics.boundary_band(square(9, 1, 1, 7), 2)  # a 7x7 square: its 3x3 core is not in the band
+    assert band.sum() == 49 - 9 and not band[4, 4] and band[1, 1]
+    assert metrics.boundary_band(np.ones((5, 5), bool), 1).sum() == 16  # the photo's border is an edge
+
+
+def test_boundary_iou_weighs_the_outline():
+    # 100x100 photo: a band of round(0.02 * 141.4) = 3 pixels.
+    truth = square(100, 20, 20, 60)
+    assert metrics.boundary_iou(truth, truth) == 1.0
+    assert metrics.boundary_iou(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+    assert metrics.boundary_iou(truth, np.zeros_like(truth)) == 0.0
+    # Shifted by two pixels: the mask IoU hardly moves, the boundary IoU falls a lot.
+    shifted = square(100, 22, 22, 60)
+    assert metrics.mask_iou(truth, shifted) > 0.87
+    band = metrics.boundary_band(truth, 3)
+    moved = metrics.boundary_band(shifted, 3)
+    assert metrics.boundary_iou(truth, shifted) == pytest.approx((band & moved).sum() / (band | moved).sum())
+    assert metrics.boundary_iou(truth, shifted) < 0.6
