@@ -202,6 +202,8 @@ def check_config(c: TrainConfig) -> None:
             f"--crop-from needs --augment and must be 0 or a multiple of {images.SIZE_MULTIPLE} of at least "
             f"--image-size ({c.image_size}). Received: {c.crop_from}"
         )
+    if not c.data_dir:
+        raise ConfigError("--data-dir needs at least one folder")
     if c.weights and (len(c.weights) != len(c.data_dir) or min(c.weights) <= 0):
         raise ConfigError(
             f"--weights needs one positive weight per --data-dir ({len(c.data_dir)}). Received: {list(c.weights)}"
@@ -276,7 +278,7 @@ def make_parser() -> argparse.ArgumentParser:
         else:
             kwargs.update(type=TYPES[f.type], choices=meta["choices"], metavar=meta["metavar"])
             if f.type.startswith("tuple"):
-                kwargs["nargs"] = "+"
+                kwargs["nargs"] = "*"  # --weights alone: back to the default
             if meta["const"] is not None:
                 kwargs.update(nargs="?", const=meta["const"])
         if meta["resume"] == FREE:

@@ -13,6 +13,11 @@ thresholded at 128, is scored against the hand-made mask at the photo's size: th
 scores results.py with those options (e.g. the alpha without the guided filter), on the
 same photos. Prints one markdown row per split and setting, with the processor, and the
 time results.py took per photo; ``--json`` writes every photo's scores.
+
+    python -m benchmarks.full_size --summarize runs/ab-*
+
+prints one row per training run of benchmarks/real_photos.sh from its scores and its
+CPU time.
 """
 
 from __future__ import annotations
@@ -79,7 +84,33 @@ def score_split(model: str, folder: Path, options: list[str]) -> dict:
     }
 
 
+def summarize(run_dirs: list[Path]) -> None:
+    """One row per training run (RUN/full_size_val.json, RUN/time.txt): IoU / boundary IoU per source, cost."""
+    rows = []
+    for run in run_dirs:
+        scored = run / "full_size_val.json"
+        if not scored.is_file():
+            continue
+        report = json.loads(scored.read_text())
+        wall, user, system = (float(v) for v in (run / "time.txt").read_text().split())
+        rows.append((run.name, report, wall, user + system))
+    names = [key[: -len(" default")] for key in rows[0][1] if key.endswith(" default")] if rows else []
+    print(f"{hardware.cpu_info().describe()}; full size, through results.py, val splits; IoU / boundary IoU")
+    print(f"\n| run | {' | '.join(names)} | mean | training CPU min (wall) | ms per photo |")
+    print("|---|" + "---|" * (len(names) + 3))
+    for name, report, wall, cpu in rows:
+        cells = [f"{report[f'{n} default']['iou']:.3f} / {report[f'{n} default']['boundary_iou']:.3f}" for n in names]
+        mean = sum(report[f"{n} default"]["iou"] for n in names) / len(names)
+        speed = sum(report[f"{n} default"]["ms_per_photo"] for n in names) / len(names)
+        print(f"| {name} | {' | '.join(cells)} | {mean:.3f} | {cpu / 60:.0f} ({wall / 60:.0f}) | {speed:.0f} |")
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--summarize":
+        summarize([Path(a) for a in argv[1:]])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("splits", nargs="+", help="name=folder (or folder) of a full-size split")
     parser.add_argument(

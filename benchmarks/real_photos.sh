@@ -1,84 +1,122 @@
 #!/usr/bin/env bash
-# Real-photo training runs on the public Clothing Co-Parsing release, from scratch:
-# converts it (ccp.py), trains, and prints each run's row of the README's tables.
+# Real-photo training runs from the public releases, from scratch: converts them (ccp.py,
+# photos.py), trains, scores each model at every photo's full size through results.py
+# (benchmarks/full_size.py) and prints its row of MODEL.md's tables.
 #
-#   bash benchmarks/real_photos.sh CCP_RELEASE [shipped|ablation|original|improved|all]
+#   bash benchmarks/real_photos.sh [shipped|ablation|ccp-ablation|original|improved]
 #
-# CCP_RELEASE is the release's folder (photos/, annotations/pixel-level/, label_list.mat;
-# https://github.com/bearpaw/clothing-co-parsing). It is converted once to $DATA/ccp-128
-# (128x128, the layout of the earlier runs) and $DATA/ccp-full (photos at full size, for
-# crops taken from them); DATA defaults to data-ccp. Runs go to $RUNS (default runs/); a
-# run folder that has test metrics already is reported, not retrained.
+# The releases, each as its authors publish it (see MODEL.md for the links and licences):
+#   CCP           Clothing Co-Parsing: photos/, annotations/pixel-level/, label_list.mat
+#   HUMAN_SEG     Human-Segmentation-Dataset: Training_Images/, Ground_Truth/
+#   ID_PORTRAITS  pytorch-portrait-segmentation: picture/source360/, picture/mask360/ (inverted)
+#   CUTOUTS       Human-Segmentation-main's SyntheticData_main: Obj/ (RGBA people), Bg/ (no people)
+# Each defaults to a folder of that name's short form under REALDATA (ccp-raw, human-seg,
+# id-portraits, cutouts). They are converted once under DATA (default data-real); runs go to
+# RUNS (default runs/). A run folder with its scores already is reported, not retrained.
 #
-#   shipped   the recipe of models/person_unet.keras (~10 min on a 2-core CPU with native
-#             bfloat16; see the README's model card)
-#   ablation  the ablation of that recipe: every row the same 600 steps at filter scale 0.25
-#   original, improved, all: the full U-net's runs (filter scale 1.0) of the README's earlier table (~35 min each)
+#   shipped       the recipe of models/person_unet.keras (MODEL.md)
+#   ablation      the rows that chose it: sources and weights, compositing, input size, filter scale
+#   ccp-ablation, original, improved: the earlier Clothing Co-Parsing-only runs (docs/results.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ $# -lt 1 ]; then
-  echo "real_photos.sh: error: give the Clothing Co-Parsing release folder (photos/, annotations/, label_list.mat)" >&2
-  exit 2
-fi
-SRC=$1
-WHICH=${2:-shipped}
+WHICH=${1:-shipped}
 PY=${PYTHON:-.venv/bin/python}
 RUNS=${RUNS:-runs}
-DATA=${DATA:-data-ccp}
+DATA=${DATA:-data-real}
+REALDATA=${REALDATA:-realdata}
+CCP=${CCP:-$REALDATA/ccp-raw}
+HUMAN_SEG=${HUMAN_SEG:-$REALDATA/human-seg}
+ID_PORTRAITS=${ID_PORTRAITS:-$REALDATA/id-portraits}
+CUTOUTS=${CUTOUTS:-$REALDATA/cutouts}
+for release in "$CCP" "$HUMAN_SEG" "$ID_PORTRAITS" "$CUTOUTS"; do
+  if [ ! -d "$release" ]; then
+    echo "real_photos.sh: error: $release not found: set REALDATA, or CCP, HUMAN_SEG, ID_PORTRAITS and CUTOUTS (MODEL.md)" >&2
+    exit 2
+  fi
+done
 
-"$PY" ccp.py --src "$SRC" --out "$DATA/ccp-128" --size 128
-"$PY" ccp.py --src "$SRC" --out "$DATA/ccp-full" --size 0
+# Every source at full size; the model's input size is chosen at training time.
+"$PY" ccp.py --src "$CCP" --out "$DATA/ccp" --size 0
+"$PY" photos.py --photos "$HUMAN_SEG/Training_Images" --masks "$HUMAN_SEG/Ground_Truth" --out "$DATA/human-seg" --size 0
+"$PY" photos.py --photos "$ID_PORTRAITS/picture/source360" --masks "$ID_PORTRAITS/picture/mask360" --invert \
+  --out "$DATA/id-portraits" --size 0
+"$PY" photos.py --photos "$CUTOUTS/Obj" --out "$DATA/cutouts" --size 0
+SOURCES=("$DATA/ccp" "$DATA/human-seg" "$DATA/id-portraits")
 
-# The full U-net's recipes (filter scale 1.0) of the README's first real-photo table, on the 128x128 photos.
-ORIGINAL=(--epochs 22 --steps-per-epoch 30 --validation-steps 0)
-IMPROVED=(--epochs 36 --steps-per-epoch 30 --validation-steps 0 --mixed-precision --fused-batchnorm
-  --precise-bn 8 --augment --loss bce_dice --schedule cosine --warmup-steps 60)
+# Every run: bfloat16 where the CPU has it (else float32), fused BatchNorm, BatchNorm statistics
+# re-estimated before each validation, a cosine schedule, validation on all of each val split.
+COMMON=(--validation-steps 0 --mixed-precision --fused-batchnorm --precise-bn 8 --schedule cosine --seed 1)
+# The base of the ablation: three sources, half-body portraits weighted up; compositing over
+# photos without people; a quarter of the filters at a 256x256 input (crops from 384x384 photos).
+SCENE=(--augment --composite 0.5 --backgrounds "$CUTOUTS/Bg" --cutouts "$DATA/cutouts")
+BASE=(--data-dir "${SOURCES[@]}" --weights 1 1.5 0.5 "${SCENE[@]}" --filter-scale 0.25 --image-size 256
+  --crop-from 384 --warmup-steps 30 "${COMMON[@]}")
+SHORT=(--epochs 15 --steps-per-epoch 30)  # an ablation row: 450 steps of 32 photos
+# The shipped model: the ablation's winner, trained longer.
+SHIPPED=(--epochs 60 --steps-per-epoch 30)
 
-# The small real-photo model: the U-net at filter scale 0.25 (1.4M parameters, 5.8 MB), bfloat16 where
-# the CPU has it, BatchNorm statistics re-estimated before each validation, cosine schedule.
-SMALL=(--filter-scale 0.25 --validation-steps 0 --mixed-precision --fused-batchnorm --precise-bn 8
-  --schedule cosine --warmup-steps 60)
-# Ablation rows: 20 epochs of 30 steps each (600 steps of 32 photos).
-SHORT=(--epochs 20 --steps-per-epoch 30)
-# The shipped model: the ablation's third row, trained twice as long (80 epochs overfitted: the
-# validation IoU peaked at epoch 35 and fell from there).
-SHIPPED=(--epochs 40 --steps-per-epoch 30 --augment --crop-from 256 --seed 1)
+# Scored at full size through results.py: each source's val split (ablation) or val and test (shipped).
+score() {
+  local name=$1 which=$2
+  shift 2
+  if [ ! -f "$RUNS/$name/full_size_$which.json" ]; then
+    "$PY" -m benchmarks.full_size --model "$RUNS/$name/best.keras" --json "$RUNS/$name/full_size_$which.json" \
+      "ccp=$DATA/ccp/$which" "human-seg=$DATA/human-seg/$which" "id-portraits=$DATA/id-portraits/$which" "$@"
+  fi
+}
 
 run() {
-  local name=$1 data=$2
-  shift 2
+  local name=$1
+  shift
   if [ ! -f "$RUNS/$name/test_metrics.json" ]; then
-    local start
-    start=$(date +%s)
-    "$PY" train.py --data-dir "$data" --runs-dir "$RUNS" --name "$name" --verbose 2 "$@"
-    echo $(($(date +%s) - start)) >"$RUNS/$name/wall_seconds"
+    rm -rf "${RUNS:?}/$name.partial"
+    # CPU and wall seconds of the whole run (training, validation, test), by /usr/bin/time.
+    /usr/bin/time -f "%e %U %S" -o "$RUNS/$name.time" "$PY" train.py --runs-dir "$RUNS" --name "$name" --verbose 2 "$@"
+    mv "$RUNS/$name.time" "$RUNS/$name/time.txt"
   fi
-  "$PY" benchmarks/real_report.py "$RUNS/$name" --data-dir "$data"
 }
 
 case $WHICH in
   shipped)
-    run ccp-shipped "$DATA/ccp-full" "${SMALL[@]}" "${SHIPPED[@]}"
-    # The model card's figures and the model file as shipped (float32, fixed input size).
-    "$PY" benchmarks/real_report.py "$RUNS/ccp-shipped" --data-dir "$DATA/ccp-full" \
-      --cases "$RUNS/ccp-shipped/cases.png" --ship "$RUNS/ccp-shipped/person_unet.keras"
-    echo "Reproduced: $RUNS/ccp-shipped/person_unet.keras (compare with models/person_unet.keras and MODEL.md)"
+    run shipped "${BASE[@]}" "${SHIPPED[@]}"
+    score shipped val
+    score shipped test --compare=--no-guided-filter
+    # The model file as shipped: float32, its input fixed at the size it was trained at.
+    "$PY" -m benchmarks.real_report "$RUNS/shipped" --ship "$RUNS/shipped/person_unet.keras"
+    "$PY" -m benchmarks.full_size --summarize "$RUNS/shipped"
+    echo "Reproduced: $RUNS/shipped/person_unet.keras (compare with models/person_unet.keras and MODEL.md)"
     ;;
   ablation)
-    run ab-small "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}"
-    run ab-small-augment "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment
-    run ab-small-augment-crop256 "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment --crop-from 256
-    run ab-small-augment-crop256-160 "$DATA/ccp-full" "${SMALL[@]}" "${SHORT[@]}" --augment --crop-from 320 \
-      --image-size 160
+    run ab-base "${BASE[@]}" "${SHORT[@]}"
+    run ab-no-composite "${BASE[@]}" "${SHORT[@]}" --composite 0 --backgrounds "" --cutouts ""
+    run ab-by-size "${BASE[@]}" "${SHORT[@]}" --weights
+    run ab-ccp-only "${BASE[@]}" "${SHORT[@]}" --data-dir "$DATA/ccp" --weights
+    run ab-128 "${BASE[@]}" "${SHORT[@]}" --image-size 128 --crop-from 192
+    run ab-192 "${BASE[@]}" "${SHORT[@]}" --image-size 192 --crop-from 288
+    run ab-192-scale-0.5 "${BASE[@]}" "${SHORT[@]}" --image-size 192 --crop-from 288 --filter-scale 0.5
+    for name in ab-base ab-no-composite ab-by-size ab-ccp-only ab-128 ab-192 ab-192-scale-0.5; do
+      score "$name" val
+    done
+    "$PY" -m benchmarks.full_size --summarize "$RUNS"/ab-*
     ;;
-  original) run ccp-original "$DATA/ccp-128" "${ORIGINAL[@]}" ;;
-  improved) run ccp-improved "$DATA/ccp-128" "${IMPROVED[@]}" ;;
-  all)
-    run ccp-original "$DATA/ccp-128" "${ORIGINAL[@]}"
-    run ccp-improved "$DATA/ccp-128" "${IMPROVED[@]}"
+  ccp-ablation | original | improved)
+    # The Clothing Co-Parsing-only runs of docs/results.md, on its own conversions.
+    "$PY" ccp.py --src "$CCP" --out "$DATA/ccp-128" --size 128
+    SMALL=(--data-dir "$DATA/ccp" --filter-scale 0.25 --warmup-steps 60 "${COMMON[@]}")
+    case $WHICH in
+      original) run ccp-original --data-dir "$DATA/ccp-128" --epochs 22 --steps-per-epoch 30 --validation-steps 0 ;;
+      improved)
+        run ccp-improved --data-dir "$DATA/ccp-128" --epochs 36 --steps-per-epoch 30 --validation-steps 0 \
+          --mixed-precision --fused-batchnorm --precise-bn 8 --augment --loss bce_dice --schedule cosine --warmup-steps 60
+        ;;
+      ccp-ablation)
+        run ccp-small "${SMALL[@]}" --epochs 20 --steps-per-epoch 30
+        run ccp-small-augment-crop256 "${SMALL[@]}" --epochs 20 --steps-per-epoch 30 --augment --crop-from 256
+        ;;
+    esac
     ;;
   *)
-    echo "real_photos.sh: error: the second argument must be shipped, ablation, original, improved or all (got $WHICH)" >&2
+    echo "real_photos.sh: error: the argument must be shipped, ablation, ccp-ablation, original or improved (got $WHICH)" >&2
     exit 2
     ;;
 esac
