@@ -75,8 +75,9 @@ GUIDE_EPS = 1e-4
 
 
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
-    """The mean over a (2 radius + 1)-square window, the border mirrored (cv2.BORDER_REFLECT)."""
-    return cv2.boxFilter(image, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+    """The mean over a (2 radius + 1)-square window, the border mirrored without repeating the edge
+    pixel (cv2.BORDER_REFLECT_101: TensorFlow's, LiteRT's and ONNX's "reflect" padding, for the export)."""
+    return cv2.boxFilter(image, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT_101)
 
 
 def guided_coefficients(guide: np.ndarray, prob: np.ndarray, radius: int, eps: float) -> tuple[np.ndarray, np.ndarray]:

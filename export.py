@@ -41,6 +41,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--size", type=int, default=None, help="model input size, a multiple of 32 (default: the model's, else 128)"
     )
+    parser.add_argument(
+        "--no-guided-filter",
+        action="store_true",
+        help="the alpha as the probabilities upsampled, as results.py --no-guided-filter (default: with its guided "
+        "filter, as results.py)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser.parse_args(argv)
 
@@ -53,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     model = inference.load_model(args.model)
     size = inference.model_size(model, args.size)
     start = time.perf_counter()
-    differences = serving.export(model, args.format, out, size, overwrite=args.overwrite)
+    differences = serving.export(
+        model, args.format, out, size, overwrite=args.overwrite, guided=not args.no_guided_filter
+    )
     checked = ", ".join(f"{h}x{w}: {d}" for (h, w), d in differences.items())
     print(
         f"done: {out} ({args.format}, {serving.size_mb(out):.1f} MB, input {size}x{size}) in "

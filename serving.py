@@ -230,17 +230,53 @@ def squash(image, size: int, cumulative: bool = False):
 
 
 def unsquash(prob, height, width):
-    """[size, size] float32 -> [height, width]: cv2.resize INTER_LINEAR on float32, as
-    ``compose.alpha_map`` runs it: across each row, then down the columns, with its weights.
+    """[size, size] (or [size, size, C]) float32 -> [height, width] (or [height, width, C]):
+    cv2.resize INTER_LINEAR on float32, as ``compose.alpha_map`` and ``compose.guided_alpha``
+    run it: across each row, then down the columns, with its weights.
 
     Written out rather than tf.image.resize, which LiteRT runs several times slower at a
     dynamic size (its resize kernel is not delegated), and which is not OpenCV's to the bit.
     """
     size = tf.shape(prob)[0]
+    tail = [1] * (len(prob.shape) - 2)  # the weights broadcast over the channels
     first, second, frac = _two_taps(*_linear_start(size, width), size, clamp=True)
+    frac = tf.reshape(frac, [-1, *tail])
     rows = tf.gather(prob, first, axis=1) * (1.0 - frac) + tf.gather(prob, second, axis=1) * frac  # [size, W]
     first, second, frac = _two_taps(*_linear_start(size, height), size, clamp=False)
-    return tf.gather(rows, first) * (1.0 - frac)[:, None] + tf.gather(rows, second) * frac[:, None]
+    frac = tf.reshape(frac, [-1, 1, *tail])
+    return tf.gather(rows, first) * (1.0 - frac) + tf.gather(rows, second) * frac
+
+
+def _box(x, radius: int):
+    """compose._box in graph ops: [n, n, C] -> the mean over each (2 radius + 1)-square window, reflected."""
+    padded = tf.pad(x[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    return tf.nn.avg_pool2d(padded, 2 * radius + 1, 1, "VALID")[0]
+
+
+def guided_coefficients(guide, prob, radius: int, eps: float):
+    """compose.guided_coefficients in graph ops: [n, n, 3] guide and [n, n] map -> a [n, n, 3], b [n, n]."""
+    mean_i, mean_p = _box(guide, radius), _box(prob[..., None], radius)[..., 0]
+    cov = _box(guide * prob[..., None], radius) - mean_i * mean_p[..., None]
+    channels, means = tf.unstack(guide, axis=-1), tf.unstack(mean_i, axis=-1)
+
+    def var(j, k):
+        product = _box((channels[j] * channels[k])[..., None], radius)[..., 0]
+        return product - means[j] * means[k] + (eps if j == k else 0.0)
+
+    rr, rg, rb, gg, gb, bb = var(0, 0), var(0, 1), var(0, 2), var(1, 1), var(1, 2), var(2, 2)
+    c_rr, c_rg, c_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
+    c_gg, c_gb, c_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
+    det = rr * c_rr + rg * c_rg + rb * c_rb
+    c0, c1, c2 = tf.unstack(cov, axis=-1)
+    a = (
+        tf.stack(
+            [c_rr * c0 + c_rg * c1 + c_rb * c2, c_rg * c0 + c_gg * c1 + c_gb * c2, c_rb * c0 + c_gb * c1 + c_bb * c2],
+            axis=-1,
+        )
+        / det[..., None]
+    )
+    b = mean_p - tf.reduce_sum(a * mean_i, axis=-1)
+    return _box(a, radius), _box(b[..., None], radius)[..., 0]
 
 
 # ---------------------------------------------------------------------------- the exported model
@@ -255,14 +291,22 @@ class AlphaModel(keras.Model):
     ``export`` (a subclassed model is built by its first call).
     """
 
-    def __init__(self, net, size: int, cumulative: bool = False, **kwargs):
+    def __init__(self, net, size: int, cumulative: bool = False, guided: bool = True, **kwargs):
         super().__init__(name="alpha_model", **kwargs)
-        self.net, self.size, self.cumulative = net, size, cumulative
+        self.net, self.size, self.cumulative, self.guided = net, size, cumulative, guided
 
     def call(self, image):
         image = tf.convert_to_tensor(image)
         height, width = tf.shape(image)[1], tf.shape(image)[2]
-        prob = self.net(squash(image, self.size, self.cumulative) / 255.0, training=False)
+        squashed = squash(image, self.size, self.cumulative)
+        prob = self.net(squashed / 255.0, training=False)
+        if self.guided:  # compose.guided_alpha: q = a . RGB + b at full size, rounded and clipped to 0..255
+            prob = tf.reshape(tf.cast(prob, tf.float32), [self.size, self.size])
+            a, b = guided_coefficients(squashed[0] / 255.0, prob, compose.GUIDE_RADIUS, compose.GUIDE_EPS)
+            photo = tf.cast(tf.reshape(image, tf.stack([height, width, 3])), tf.float32)
+            q = tf.reduce_sum(unsquash(a, height, width) * photo, axis=-1) + unsquash(b * 255.0, height, width)
+            alpha = tf.cast(tf.clip_by_value(tf.round(q), 0.0, 255.0), tf.uint8)
+            return {"alpha": tf.reshape(alpha, tf.stack([1, height, width]))}
         # compose.alpha_map: clip(resize(p) * 255 + 0.5).astype(uint8). Scaling before resizing
         # saves two passes over the full-size map (bilinear weights sum to 1, so only a value
         # within a rounding error of a whole number can change), and the clip is not needed: a
@@ -273,11 +317,11 @@ class AlphaModel(keras.Model):
         return {"alpha": tf.reshape(tf.cast(scaled, tf.uint8), tf.stack([1, height, width]))}
 
 
-def alpha_model(model, size: int | None = None, fmt: str | None = None) -> AlphaModel:
+def alpha_model(model, size: int | None = None, fmt: str | None = None, guided: bool = True) -> AlphaModel:
     """The graph to export as ``fmt`` around a float32 copy of ``model``, at its input size
-    (inference.model_size)."""
+    (inference.model_size); ``guided``: with results.py's guided filter (its default)."""
     net = inference.as_float32(model)
-    wrapper = AlphaModel(net, inference.model_size(model, size), cumulative=fmt == "onnx")
+    wrapper = AlphaModel(net, inference.model_size(model, size), cumulative=fmt == "onnx", guided=guided)
     wrapper(np.zeros((1, 8, 8, 3), np.uint8))
     return wrapper
 
@@ -339,7 +383,9 @@ def check_destination(fmt: str, path: str | Path, overwrite: bool = False) -> Pa
     return path
 
 
-def export(model, fmt: str, path: str | Path, size: int | None = None, overwrite: bool = False) -> dict:
+def export(
+    model, fmt: str, path: str | Path, size: int | None = None, overwrite: bool = False, guided: bool = True
+) -> dict:
     """Writes ``model`` (a Keras U-net) as ``fmt`` to ``path``: a folder for saved_model, a
     .tflite file for litert, an .onnx file for onnx.
 
@@ -356,12 +402,12 @@ def export(model, fmt: str, path: str | Path, size: int | None = None, overwrite
     """
     check_format(fmt)
     path = check_destination(fmt, path, overwrite)
-    wrapper = alpha_model(model, size, fmt)
+    wrapper = alpha_model(model, size, fmt, guided)
     tmp = images.tmp_name(path, keep_suffix=True)  # the LiteRT writer checks the suffix
     _remove(tmp)
     try:
         _write(wrapper, fmt, tmp)
-        differences = check(load_exported(tmp), inference.Predictor(wrapper.net, wrapper.size))
+        differences = check(load_exported(tmp), inference.Predictor(wrapper.net, wrapper.size), guided=guided)
         worst = max(differences.values())
         if worst > ALPHA_TOLERANCE:
             shown = ", ".join(f"{h}x{w}: {d}" for (h, w), d in differences.items())
@@ -464,13 +510,13 @@ def sample_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def keras_alpha(predictor: inference.Predictor, photo: np.ndarray) -> np.ndarray:
-    """results.py's alpha of a photo: compose.alpha_map(predictor(images.squash(photo, size)), H, W)."""
+def keras_alpha(predictor: inference.Predictor, photo: np.ndarray, guided: bool = True) -> np.ndarray:
+    """results.py's alpha of a photo: compose.person_alpha(photo, predictor(images.squash(photo, size)))."""
     prob = predictor(images.squash(photo, predictor.image_size)[None])[0]
-    return compose.alpha_map(prob, *photo.shape[:2])
+    return compose.person_alpha(photo, prob, guided=guided)
 
 
-def check(alpha_of: Callable, predictor: inference.Predictor, sizes=CHECK_SIZES) -> dict:
+def check(alpha_of: Callable, predictor: inference.Predictor, sizes=CHECK_SIZES, guided: bool = True) -> dict:
     """{(height, width): largest |exported alpha - results.py's alpha|} on generated photos."""
     differences = {}
     for seed, (height, width) in enumerate(sizes):
@@ -478,5 +524,6 @@ def check(alpha_of: Callable, predictor: inference.Predictor, sizes=CHECK_SIZES)
         got = alpha_of(photo)
         if got.shape != (height, width) or got.dtype != np.uint8:
             raise ExportError(f"the export returned {got.dtype} {got.shape} for a {height}x{width} photo")
-        differences[(height, width)] = int(np.abs(got.astype(np.int16) - keras_alpha(predictor, photo)).max())
+        expected = keras_alpha(predictor, photo, guided)
+        differences[(height, width)] = int(np.abs(got.astype(np.int16) - expected).max())
     return differences

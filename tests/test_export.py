@@ -47,10 +47,10 @@ def predictor(model_file):
     return inference.Predictor(model, inference.model_size(model))
 
 
-def results_alpha(predictor, photo):
-    """results.py's alpha, spelled out: compose.alpha_map(predictor(images.squash(photo, size)), h, w)."""
+def results_alpha(predictor, photo, guided=True):
+    """results.py's alpha, spelled out: the guided filter's (or, unguided, the probabilities upsampled)."""
     prob = predictor(images.squash(photo, predictor.image_size)[None])[0]
-    return compose.alpha_map(prob, *photo.shape[:2])
+    return compose.guided_alpha(photo, prob) if guided else compose.alpha_map(prob, *photo.shape[:2])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -74,9 +74,31 @@ def test_export_runs_and_matches_results(fmt, model_file, predictor, tmp_path, c
         alpha = alpha_of(photo)
         assert alpha.shape == (height, width) and alpha.dtype == np.uint8
         reference = results_alpha(predictor, photo)
-        assert reference.std() > 10  # the model's alpha has edges to get wrong
+        # The model's alpha has edges to get wrong (the guided filter smooths the untrained model's a little).
+        assert results_alpha(predictor, photo, guided=False).std() > 10 and reference.std() > 5
         difference = np.abs(alpha.astype(np.int16) - reference).max()
         assert difference <= serving.ALPHA_TOLERANCE, (fmt, height, width, difference)
+
+
+def test_unguided_export_matches_results_without_the_guided_filter(model_file, predictor, tmp_path):
+    out = tmp_path / OUT_NAMES["saved_model"]
+    argv = ["--model", str(model_file), "--format", "saved_model", "--out", str(out), "--no-guided-filter"]
+    assert export.main(argv) == 0
+    alpha_of = serving.load_exported(out)
+    photo = serving.sample_photo(301, 187, seed=5)
+    unguided, guided = (results_alpha(predictor, photo, g) for g in (False, True))
+    assert np.abs(alpha_of(photo).astype(np.int16) - unguided).max() <= serving.ALPHA_TOLERANCE
+    assert np.abs(unguided.astype(np.int16) - guided).max() > 2 * serving.ALPHA_TOLERANCE  # the two differ
+
+
+def test_guided_coefficients_in_graph_ops_are_composes():
+    rng = np.random.default_rng(0)
+    guide = rng.random((32, 32, 3)).astype(np.float32)
+    prob = (rng.random((32, 32)) > 0.5).astype(np.float32)
+    a, b = compose.guided_coefficients(guide, prob, 3, 1e-4)
+    got_a, got_b = serving.guided_coefficients(tf.constant(guide), tf.constant(prob), 3, 1e-4)
+    np.testing.assert_allclose(got_a.numpy(), a, atol=2e-3)
+    np.testing.assert_allclose(got_b.numpy(), b, atol=2e-3)
 
 
 @pytest.mark.parametrize("size", [(301, 187), (97, 61), (100, 400), (256, 256), (384, 512), (1080, 1920), (1, 3)])
