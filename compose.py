@@ -173,6 +173,7 @@ def background_image(background, photo: np.ndarray) -> np.ndarray:
 SOFT_RANGE = (3, 252)
 BOXES_IN_EDGE_WIDTHS = (3.0, 0.5)
 COARSE_SIDE, FINE_SIDE = 320, 640
+REMAP_ROW = 4096
 
 
 def soft_edge_width(alpha: np.ndarray, soft_pixels: int, step: int = 4) -> float:
@@ -210,10 +211,9 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     the first estimates. Only pixels with an alpha in ``SOFT_RANGE`` change, so a hard
     alpha costs one comparison. The box sizes follow the width of the soft edge
     (``BOXES_IN_EDGE_WIDTHS``) and the means run on reduced grids (``COARSE_SIDE``,
-    ``FINE_SIDE``). Written as F = alpha photo + ((1 - alpha^2) mean_f - alpha (1 - alpha)
-    mean_b), the second term is smooth wherever alpha is (an upsampled probability map
-    is), so it is formed on the fine grid and upsampled; full resolution only adds it to
-    alpha photo.
+    ``FINE_SIDE``): they are smooth, so the second pass's means are sampled (bilinearly)
+    at the soft pixels only, where F = alpha photo + (1 - alpha^2) mean_f - alpha (1 - alpha)
+    mean_b is formed with the full-size alpha. Nothing else runs at full size.
 
     Args:
         photo: (height, width, 3) uint8 RGB.
@@ -222,12 +222,12 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     Returns:
         (height, width, 3) uint8 RGB: the photo with its soft pixels replaced by the estimate.
     """
-    soft = cv2.inRange(alpha, *SOFT_RANGE)
-    count = cv2.countNonZero(soft)
-    if count == 0:
+    points = cv2.findNonZero(cv2.inRange(alpha, *SOFT_RANGE))  # x, y of the soft pixels
+    if points is None:
         return photo
+    points = points.reshape(-1, 2)  # OpenCV 4 gives (n, 1, 2), OpenCV 5 (n, 2)
     height, width = alpha.shape
-    boxes = [k * soft_edge_width(alpha, count) for k in BOXES_IN_EDGE_WIDTHS]
+    boxes = [k * soft_edge_width(alpha, len(points)) for k in BOXES_IN_EDGE_WIDTHS]
     image = images.thumbnail(photo, FINE_SIDE).astype(np.float32) / 255.0
     a = images.thumbnail(alpha, FINE_SIDE).astype(np.float32) / 255.0
     fine_size = a.shape[1::-1]
@@ -237,10 +237,23 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     a3 = a[..., None]
     first = np.clip(mean_f * (1 - a3 * a3) + a3 * (image - (1 - a3) * mean_b), 0.0, 1.0)
     mean_f, mean_b = _local_means(a, first, mean_b, _odd(boxes[1] * a.shape[1] / width))
-    smooth = np.rint(255.0 * ((1 - a3 * a3) * mean_f - a3 * (1 - a3) * mean_b)).astype(np.int16)
-    smooth = cv2.resize(smooth, (width, height))
-    estimate = cv2.add(cv2.multiply(photo, cv2.merge([alpha] * 3), scale=1 / 255), smooth, dtype=cv2.CV_8U)
-    return cv2.copyTo(estimate, soft, photo.copy())
+    # The fine grid's means at the soft pixels' centres, as cv2.resize would place them: a remap
+    # over an "image" of the sample points (rows of REMAP_ROW: OpenCV's sides stay below 2**15).
+    x, y = points[:, 0], points[:, 1]
+    n, rows = len(points), -(-len(points) // REMAP_ROW)
+    map_x, map_y = (np.zeros(rows * REMAP_ROW, np.float32) for _ in range(2))
+    map_x[:n] = (x + 0.5) * (fine_size[0] / width) - 0.5
+    map_y[:n] = (y + 0.5) * (fine_size[1] / height) - 0.5
+    map_x, map_y = map_x.reshape(rows, REMAP_ROW), map_y.reshape(rows, REMAP_ROW)
+    f, b = (
+        cv2.remap(m, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:n]
+        for m in (mean_f, mean_b)
+    )
+    soft = alpha[y, x].astype(np.float32)[:, None] / 255.0
+    estimate = soft * photo[y, x] + 255.0 * ((1 - soft * soft) * f - soft * (1 - soft) * b)
+    out = photo.copy()
+    out[y, x] = np.clip(estimate + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def cutout(

@@ -261,9 +261,33 @@ def test_cutout_of_a_large_photo_keeps_its_resolution():
     assert images.thumbnail(photo).shape == (192, 256, 3)
 
 
-def test_encoded_image_round_trip():
-    buffer = io.BytesIO(images.encode(np.zeros((4, 4, 4), np.uint8), ".png"))
-    assert Image.open(buffer).mode == "RGBA"
+@pytest.mark.parametrize("shape, mode", [((4, 4, 4), "RGBA"), ((7, 5, 3), "RGB"), ((9, 2), "L"), ((1, 1, 4), "RGBA")])
+def test_our_png_reads_back_exactly_in_opencv_and_pillow(shape, mode):
+    image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    encoded = images.encode(image, ".png")
+    pillow = Image.open(io.BytesIO(encoded))
+    assert pillow.mode == mode and np.array_equal(np.asarray(pillow), image)
+    decoded = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image.ndim == 3:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA if shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    assert np.array_equal(decoded, image)
+
+
+def test_our_png_is_no_larger_than_opencvs_for_a_cutout():
+    """A person-shaped alpha over a photo-like image: the file stays within 10% of OpenCV's PNG."""
+    photo = serving_like_photo(540, 960)
+    alpha = np.zeros((540, 960), np.uint8)
+    cv2.ellipse(alpha, (480, 340), (150, 260), 0, 0, 360, 255, -1)
+    rgba = np.dstack([photo, cv2.GaussianBlur(alpha, (0, 0), 2)])
+    ours = len(images.encode(rgba, ".png"))
+    opencv = len(cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1])
+    assert ours <= 1.1 * opencv, (ours, opencv)
+
+
+def serving_like_photo(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    field = cv2.resize(rng.uniform(30, 220, (6, 8, 3)).astype(np.float32), (width, height), cv2.INTER_CUBIC)
+    return np.clip(field + rng.normal(0, 4, field.shape), 0, 255).astype(np.uint8)
 
 
 ORANGE, BLUE, MAGENTA = (230, 120, 40), (20, 160, 220), (255, 0, 255)
