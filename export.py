@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--out", required=True, help="the folder (saved_model) or file (.tflite, .onnx) to write")
     parser.add_argument(
-        "--size", type=int, default=None, help="model input size, a multiple of 32 (default: the model's, else 128)"
+        "--size", type=int, default=None, help="model input size, a multiple of 32 (default: the model's, else its run's, else 128)"
     )
     parser.add_argument(
         "--no-guided-filter",
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     serving.check_format(args.format)
     out = serving.check_destination(args.format, args.out, args.overwrite)
     model = inference.load_model(args.model)
-    size = inference.model_size(model, args.size)
+    size = inference.model_size(model, args.size, args.model)
     start = time.perf_counter()
     differences = serving.export(
         model, args.format, out, size, overwrite=args.overwrite, guided=not args.no_guided_filter

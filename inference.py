@@ -11,6 +11,7 @@ probability map is then upsampled to the photo's size for the cutout (compose.py
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -76,11 +77,24 @@ def load_model(path: str | Path):
     return as_float32(model)
 
 
-def model_size(model, size: int | None = None) -> int:
-    """The input size to use: ``size`` if given, else the model's fixed size, else 128."""
+def trained_size(path: str | Path) -> int | None:
+    """The input size a model file in a train.py run folder was trained at (its config.json), or None."""
+    config = Path(path).parent / "config.json"
+    try:
+        size = json.loads(config.read_text())["options"]["image_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) else None
+
+
+def model_size(model, size: int | None = None, path: str | Path | None = None) -> int:
+    """The input size to use: ``size`` if given, else the model's fixed size, else the size it
+    was trained at (a run folder's config.json beside ``path``), else 128."""
     height, width = model.inputs[0].shape[1:3]
     if size is None:
-        return height if height is not None and height == width else DEFAULT_SIZE
+        if height is not None and height == width:
+            return height
+        return (trained_size(path) if path is not None else None) or DEFAULT_SIZE
     try:
         images.check_size(size, "--size")
     except ValueError as e:

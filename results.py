@@ -134,7 +134,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="videos: average each frame's alpha with the previous ones, F in [0, 1) (0: off; 0.5: against flicker)",
     )
     parser.add_argument(
-        "--size", type=int, default=None, help="model input size, a multiple of 32 (default: the model's, else 128)"
+        "--size",
+        type=int,
+        default=None,
+        help="model input size, a multiple of 32 (default: the model's, else its run's, else 128)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="photos (or video frames) per forward pass")
     parser.add_argument("--figure-rows", type=int, default=12, help="at most this many photos in the figure")
@@ -276,7 +279,7 @@ def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
 def run(args: argparse.Namespace) -> int:
     """Does the work of main(); returns the exit code."""
     model = inference.load_model(args.model)
-    size = inference.model_size(model, args.size)
+    size = inference.model_size(model, args.size, args.model)
     cli.print_config("results.py", vars(args))
     predictor = inference.Predictor(model, size)
     return evaluate_split(args, predictor) if args.evaluate else cut_out(args, predictor)

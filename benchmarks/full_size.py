@@ -120,8 +120,10 @@ def main(argv=None) -> int:
         "--compare", action="append", default=[], metavar="OPTIONS", help="also score results.py with these options"
     )
     parser.add_argument("--json", type=Path, default=None, help="write every photo's scores here")
+    parser.add_argument("--size", type=int, default=None, help="results.py --size (default: results.py's choice)")
     args = parser.parse_args(argv)
-    settings = [("default", [])] + [(options, shlex.split(options)) for options in args.compare]
+    size = ["--size", str(args.size)] if args.size else []
+    settings = [("default", size)] + [(options, size + shlex.split(options)) for options in args.compare]
     print(f"{hardware.cpu_info().describe()}; model {args.model}")
     print("\n| split | results.py | photos | IoU (mean) | IoU (pooled) | boundary IoU | ms per photo (CPU) |")
     print("|---|---|---|---|---|---|---|")

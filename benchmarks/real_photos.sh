@@ -87,17 +87,20 @@ case $WHICH in
     echo "Reproduced: $RUNS/shipped/person_unet.keras (compare with models/person_unet.keras and MODEL.md)"
     ;;
   ablation)
+    # The one-source model it replaces: models/person_unet.keras as shipped before (Clothing Co-Parsing
+    # only, 128x128) is scored by MODEL.md's command on the same val splits.
+    ROWS=(ab-base ab-no-composite ab-128 ab-128-scale-0.5 ab-192 ab-192-scale-0.5 ab-by-size)
     run ab-base "${BASE[@]}" "${SHORT[@]}"
     run ab-no-composite "${BASE[@]}" "${SHORT[@]}" --composite 0 --backgrounds "" --cutouts ""
-    run ab-by-size "${BASE[@]}" "${SHORT[@]}" --weights
-    run ab-ccp-only "${BASE[@]}" "${SHORT[@]}" --data-dir "$DATA/ccp" --weights
     run ab-128 "${BASE[@]}" "${SHORT[@]}" --image-size 128 --crop-from 192
+    run ab-128-scale-0.5 "${BASE[@]}" "${SHORT[@]}" --image-size 128 --crop-from 192 --filter-scale 0.5
     run ab-192 "${BASE[@]}" "${SHORT[@]}" --image-size 192 --crop-from 288
     run ab-192-scale-0.5 "${BASE[@]}" "${SHORT[@]}" --image-size 192 --crop-from 288 --filter-scale 0.5
-    for name in ab-base ab-no-composite ab-by-size ab-ccp-only ab-128 ab-192 ab-192-scale-0.5; do
+    run ab-by-size "${BASE[@]}" "${SHORT[@]}" --weights
+    for name in "${ROWS[@]}"; do
       score "$name" val
     done
-    "$PY" -m benchmarks.full_size --summarize "$RUNS"/ab-*
+    "$PY" -m benchmarks.full_size --summarize "${ROWS[@]/#/$RUNS/}"
     ;;
   ccp-ablation | original | improved)
     # The Clothing Co-Parsing-only runs of docs/results.md, on its own conversions.

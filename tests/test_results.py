@@ -397,3 +397,15 @@ def test_without_model_the_shipped_model_cuts_out(tmp_path):
     code = results.main([str(photo), "--out-dir", str(tmp_path / "out"), "--figure", str(tmp_path / "f.png")])
     assert code == 0
     assert cv2.imread(str(tmp_path / "out" / "me.png"), cv2.IMREAD_UNCHANGED).shape == (300, 200, 4)
+
+
+def test_a_model_of_a_run_folder_runs_at_its_training_size(tmp_path, red_model):
+    """best.keras takes any size; results.py uses the size its run trained at (config.json beside it)."""
+    model = inference.load_model(red_model)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.keras").write_bytes(red_model.read_bytes())
+    assert inference.model_size(model, None, run / "best.keras") == 128  # no config.json: the original's size
+    (run / "config.json").write_text(json.dumps({"options": {"image_size": 256}}))
+    assert inference.model_size(model, None, run / "best.keras") == 256
+    assert inference.model_size(model, 64, run / "best.keras") == 64  # --size wins
