@@ -38,4 +38,4 @@ summary: $(VENV)/.installed
 	$(BIN)/python model.py
 
 clean:
-	rm -rf $(VENV) data-sample runs cutouts results.png
+	rm -rf $(VENV) data-sample runs cutouts

@@ -2,13 +2,13 @@
 
     python results.py me.jpg
         -> cutouts/me.png with the model shipped in models/ (MODEL.md), trained on real photos
-    python results.py --model runs/demo/best.keras photos/ me.jpg
-        -> cutouts/<stem>.png (RGBA at the photo's resolution) and results.png
+    python results.py --model runs/demo/best.keras --figure preds.png photos/ me.jpg
+        -> cutouts/<stem>.png (RGBA at the photo's resolution) and a figure of the predictions
     python results.py --model runs/demo/best.keras --mask-only photos/
         -> cutouts/<stem>.png: the 8-bit alpha alone, at the photo's resolution
     python results.py --model runs/demo/best.keras --background white --smooth 0.5 clip.mp4
         -> cutouts/clip.mp4: the person on white, at the clip's frame rate and size, silent
-    python results.py --model runs/demo/best.keras --evaluate data/test --json test.json
+    python results.py --model runs/demo/best.keras --evaluate data/test --json test.json --figure worst.png
         -> accuracy, iou and seed_iou over the whole split, and a figure of the worst photos
 
 Inference follows the original: squash the photo to the model's input size, scale to
@@ -33,6 +33,7 @@ import numpy as np
 
 import cli
 import compose
+import data
 import figures
 import images
 import inference
@@ -97,8 +98,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "trained on real photos; see MODEL.md)",
     )
     parser.add_argument("--out-dir", default="cutouts", help="folder for the cutouts")
-    parser.add_argument("--figure", default="results.png", help="figure of the predictions (or of the worst photos)")
-    parser.add_argument("--show", action="store_true", help="also open the figure in a window")
+    parser.add_argument(
+        "--figure",
+        metavar="PATH",
+        default=None,
+        help="also write a figure of the predictions (with --evaluate: of the worst photos) to this PNG",
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="open the figure in a window (a screen needed; with or without --figure)"
+    )
     parser.add_argument("--hard", action="store_true", help="binary alpha (threshold 0.5) instead of soft edges")
     parser.add_argument(
         "--mask-only", action="store_true", help="write the 8-bit alpha (PNG; a grayscale video) instead of a cutout"
@@ -173,12 +181,10 @@ def _refuse_existing(paths: list[Path], what: str) -> None:
 
 
 def evaluate_split(args: argparse.Namespace, predictor: inference.Predictor) -> int:
-    """--evaluate: the metrics of a split, optionally as JSON, and a figure of its worst photos."""
-    import data
-
-    figure = Path(args.figure)
+    """--evaluate: the metrics of a split, optionally as JSON, and (--figure, --show) a figure of its worst photos."""
+    figure = Path(args.figure) if args.figure else None
     if not args.overwrite:
-        _refuse_existing([figure] + ([Path(args.json)] if args.json else []), "output file(s)")
+        _refuse_existing([Path(p) for p in (args.figure, args.json) if p], "output file(s)")
     scores = inference.evaluate(predictor, args.evaluate)
     worst = sorted(scores.pop("per_image"), key=lambda row: row[2])[: args.figure_rows]
     print(
@@ -187,17 +193,20 @@ def evaluate_split(args: argparse.Namespace, predictor: inference.Predictor) -> 
     )
     if args.json:
         images.write_atomic(Path(args.json), (json.dumps(scores, indent=2) + "\n").encode())
-    pairs = [data.load_pair(image, mask, predictor.image_size) for image, mask, _ in worst]
-    photos = [photo for photo, _ in pairs]
-    figures.plot_predictions(
-        photos,
-        list(predictor(np.stack(photos))),
-        figure,
-        masks=[mask[..., 0] for _, mask in pairs],
-        titles=[f"{Path(image).stem}: iou {score:.2f}" for image, _, score in worst],
-        show=args.show,
-    )
-    print(f"wrote {figure} (the {len(worst)} worst-scoring photos)" + (f" and {args.json}" if args.json else ""))
+        print(f"wrote {args.json}")
+    if figure or args.show:
+        pairs = [data.load_pair(image, mask, predictor.image_size) for image, mask, _ in worst]
+        photos = [photo for photo, _ in pairs]
+        figures.plot_predictions(
+            photos,
+            list(predictor(np.stack(photos))),
+            figure,
+            masks=[mask[..., 0] for _, mask in pairs],
+            titles=[f"{Path(image).stem}: iou {score:.2f}" for image, _, score in worst],
+            show=args.show,
+        )
+    if figure:
+        print(f"wrote {figure} (the {len(worst)} worst-scoring photos)")
     return 0
 
 
@@ -234,9 +243,9 @@ def cut_out_videos(args: argparse.Namespace, predictor, background, videos: list
 
 
 def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
-    """Cutouts (or masks) of every photo and video given, and a figure of the first photos."""
+    """Cutouts (or masks) of every photo and video given, and (--figure, --show) a figure of the first photos."""
     background = compose.parse_background(args.background)
-    figure = Path(args.figure)
+    figure = Path(args.figure) if args.figure else None
     photos, videos = find_inputs(args.photos)
     if not photos and not videos:
         raise FileNotFoundError(
@@ -247,7 +256,7 @@ def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
     outputs = output_names(photos, out_dir, f".{args.format}")
     video_outputs = output_names(videos, out_dir, ".mp4")
     if not args.overwrite:
-        _refuse_existing([figure] if photos else [], "figure file(s)")
+        _refuse_existing([figure] if figure and photos else [], "figure file(s)")
         _refuse_existing(outputs + video_outputs, "cutout(s)")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], []
@@ -261,7 +270,7 @@ def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
         failures += video_failures
     for message in failures:
         print(f"failed: {message}", file=sys.stderr)
-    shown = rows[: args.figure_rows]
+    shown = rows[: args.figure_rows] if figure or args.show else []
     if shown:
         figures.plot_predictions(
             [r["photo"] for r in shown], [r["prob"] for r in shown], figure, titles=[r["name"] for r in shown],
@@ -271,7 +280,7 @@ def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
     done += [f"{written} video(s)"] if videos else []
     print(
         f"done: {' and '.join(done)} in {out_dir}/, {len(failures)} failed"
-        + (f"; figure of {len(shown)} photo(s) in {figure}" if shown else "")
+        + (f"; figure of {len(shown)} photo(s) in {figure}" if shown and figure else "")
     )
     return 1 if failures else 0
 

@@ -184,6 +184,17 @@ def test_never_overwrites_without_being_asked(tmp_path, red_model, capsys):
     assert read_rgba(tmp_path / "o" / "p.png").shape == (64, 96, 4)
 
 
+def test_runs_again_and_again_in_one_folder(tmp_path, red_model, monkeypatch):
+    """``results.py a.jpg && results.py b.jpg``: nothing is written by default but the cutouts."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(name, cv2.cvtColor(half_red(64, 96), cv2.COLOR_RGB2BGR))
+    assert run("--model", red_model, "a.jpg") == 0
+    assert run("--model", red_model, "b.jpg") == 0
+    assert sorted(p.name for p in (tmp_path / "cutouts").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg", "cutouts"]  # no figure unless asked
+
+
 def test_evaluate_gives_the_hand_computed_metrics(tmp_path, red_model):
     split = tmp_path / "test"
     (split / "images").mkdir(parents=True)
