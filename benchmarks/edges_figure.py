@@ -1,7 +1,7 @@
 """Clean edges, before and after: docs/edges.png, and the edge error they remove on real photos.
 
-    python benchmarks/edges_figure.py /path/to/ccp-raw /path/to/ccp-128
-    python benchmarks/edges_figure.py /path/to/ccp-raw /path/to/ccp-128 --model runs/x/best.keras --stem 0088
+    python -m benchmarks.edges_figure /path/to/ccp-raw /path/to/ccp-128
+    python -m benchmarks.edges_figure /path/to/ccp-raw /path/to/ccp-128 --model runs/x/best.keras --stem 0088
 
 Uses the Clothing Co-Parsing photos (Yang, Luo and Lin, CVPR 2014; Apache-2.0): the full-size
 photos of ccp-raw and the 128x128 hand-made person masks of ccp-128's test split. A photo's
@@ -19,19 +19,16 @@ results.py does (compose.alpha_map), or with --model that model's prediction.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-import compose  # noqa: E402
-import figures  # noqa: E402
-import images  # noqa: E402
-import inference  # noqa: E402
+import compose
+import figures
+import images
+import inference
 
 NEW_BACKGROUND = (40, 90, 220)  # blue: unlike the pale streets and skies of these photos
 MAGENTA = (255, 0, 255)

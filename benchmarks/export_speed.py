@@ -1,8 +1,8 @@
 """Speed and size of the exported models (export.py) against the Keras path of results.py.
 
-    python benchmarks/export_speed.py                         # models/person_unet.keras, else an untrained U-net
-    python benchmarks/export_speed.py --model runs/demo/best.keras
-    python benchmarks/export_speed.py --filter-scales 1.0 0.25 --rounds 5   # untrained U-nets, these filter scales
+    python -m benchmarks.export_speed                         # models/person_unet.keras, else an untrained U-net
+    python -m benchmarks.export_speed --model runs/demo/best.keras
+    python -m benchmarks.export_speed --filter-scales 1.0 0.25 --rounds 5   # untrained U-nets, these filter scales
 
 Prints the processor (model, AVX-512 / bfloat16 / AMX flags) and core count first: figures
 from machines of different classes are not comparable. Then, for each model, exports every
@@ -29,10 +29,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.results_speed import alternate
 
-from benchmarks.results_speed import alternate  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_MODEL = ROOT / "models" / "person_unet.keras"
 NAMES = {"keras": "Keras (results.py)", "saved_model": "SavedModel", "litert": "LiteRT", "onnx": "ONNX Runtime"}
@@ -137,7 +136,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--rounds", type=int, default=15, help="timed calls per runtime and photo size")
     args = parser.parse_args(argv)
-    command = " ".join(["python benchmarks/export_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m benchmarks.export_speed", *(sys.argv[1:] if argv is None else argv)])
 
     import hardware
 

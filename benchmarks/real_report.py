@@ -1,6 +1,6 @@
 """Scores a finished run on real photos: the test split, its upper-body crops, a figure.
 
-    python benchmarks/real_report.py runs/ccp-original --data-dir ../shared/realdata/ccp-128
+    python -m benchmarks.real_report runs/ccp-original --data-dir ../shared/realdata/ccp-128
 
 Evaluates RUN/best.keras on DATA/test and on upper-body crops of the same photos (the top
 half of each photo and of its mask, squashed back to the model's size: a half-body
@@ -16,17 +16,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-import data  # noqa: E402
-import figures  # noqa: E402
-import images  # noqa: E402
-import inference  # noqa: E402
-import model as unet  # noqa: E402
-from config import read_config  # noqa: E402
+import data
+import figures
+import images
+import inference
+import model as unet
+from config import read_config
 
 
 def write_upper_body_split(test_dir: Path, out_dir: Path, size: int) -> int:

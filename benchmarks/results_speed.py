@@ -1,9 +1,9 @@
 """Speed of results.py on this machine: cutting people out of full-HD photos, and the forward pass.
 
-    python benchmarks/results_speed.py                       # untrained faithful U-net, ~2 minutes on 2 cores
-    python benchmarks/results_speed.py --model runs/demo/best.keras
-    python benchmarks/results_speed.py --filter-scale 0.25   # untrained U-net with 1/4 of the filters
-    python benchmarks/results_speed.py --photos 8 --calls 10 # quicker, noisier
+    python -m benchmarks.results_speed                       # untrained faithful U-net, ~2 minutes on 2 cores
+    python -m benchmarks.results_speed --model runs/demo/best.keras
+    python -m benchmarks.results_speed --filter-scale 0.25   # untrained U-net with 1/4 of the filters
+    python -m benchmarks.results_speed --photos 8 --calls 10 # quicker, noisier
 
 Prints, for the model at 128x128:
   1. end-to-end seconds per photo of ``inference.cut_out_photos`` (what ``python results.py
@@ -30,9 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 GOAL_END_TO_END_MS = 150  # per 1920x1080 photo, read to written PNG
 GOAL_FORWARD_SPEEDUP = 1.5  # single-photo forward pass, x model.predict
@@ -363,7 +360,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-rounds", type=int, default=5, help="batched forward passes per variant and size")
     parser.add_argument("--skip-command", action="store_true", help="do not time the whole results.py command")
     args = parser.parse_args(argv)
-    command = " ".join(["python benchmarks/results_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m benchmarks.results_speed", *(sys.argv[1:] if argv is None else argv)])
 
     load = os.getloadavg()[0]
     print(f"benchmark: {command}")

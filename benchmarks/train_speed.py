@@ -1,8 +1,8 @@
 """Training throughput of the U-net on this machine, and of its input pipeline.
 
-    python benchmarks/train_speed.py                        # every option at filter scale 1.0, three at 0.5 and 0.25
-    python benchmarks/train_speed.py --steps 3 --warmup 1 --configs fp32 "bfloat16 + fused BN"
-    python benchmarks/train_speed.py --filter-scales 0.25   # one filter scale only
+    python -m benchmarks.train_speed                        # every option at filter scale 1.0, three at 0.5 and 0.25
+    python -m benchmarks.train_speed --steps 3 --warmup 1 --configs fp32 "bfloat16 + fused BN"
+    python -m benchmarks.train_speed --filter-scales 0.25   # one filter scale only
 
 Prints the processor (model and its AVX2 / AVX-512 / bfloat16 / AMX flags: figures from
 machines of different classes are not comparable), images/s for the input pipeline alone
@@ -24,10 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import hardware
 
-import hardware  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the benchmark's child processes run from here, as it does
 
 # name -> (train.py-style options, environment)
 CONFIGS = {
@@ -114,10 +113,13 @@ def measure_pipeline(split: Path, image_size: int, batch_size: int, batches: int
 
 def run_child(name: str, filter_scale: float, args) -> dict:
     options, env = CONFIGS[name]
-    cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    cmd = [sys.executable, "-m", "benchmarks.train_speed", "--child", name, "--steps", str(args.steps)]
+    cmd += ["--warmup", str(args.warmup)]
     cmd += ["--filter-scales", str(filter_scale)]
     cmd += ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
     if out.returncode:
         return {"error": out.stderr.strip().splitlines()[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -155,13 +157,14 @@ def main(argv=None) -> None:
                 [
                     sys.executable,
                     "-c",
-                    f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.argv = ['x']; "
-                    f"import json, benchmarks.train_speed as b; from pathlib import Path; "
+                    "import sys; sys.argv = ['x']; "
+                    "import json, benchmarks.train_speed as b; from pathlib import Path; "
                     f"print(json.dumps(b.measure_pipeline(Path({str(split)!r}), {args.image_size}, {args.batch_size}, 200)))",
                 ],
                 capture_output=True,
                 text=True,
                 check=True,
+                cwd=ROOT,
                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
             )
             .stdout.strip()
