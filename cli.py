@@ -1,9 +1,50 @@
-"""What every script prints: one configuration block at the start, one-line errors."""
+"""What every script prints: one configuration block at the start, one-line errors, no TensorFlow start-up noise."""
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
 from collections.abc import Mapping
+
+# TensorFlow's C++ start-up lines, which say nothing a user of these scripts can act on:
+#   WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+#   I0000 00:00:1796167088.216075   24342 port.cc:153] oneDNN custom operations are on. ...
+#   I0000 00:00:1796167088.325440   24342 cpu_feature_guard.cc:227] This TensorFlow binary is optimized ...
+# TF_CPP_MIN_LOG_LEVEL=1 (no INFO) drops the last, and every later INFO line; no value drops
+# the first two (measured with TensorFlow 2.21): two of TensorFlow's libraries log the oneDNN
+# line through their own copy of absl while they load, before the level is read. So they are
+# filtered out of what the import writes to the standard error.
+MIN_LOG_LEVEL = "1"
+_STARTUP_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|I\d{4} [\d:. ]+\d+ \S+:\d+\] ")
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow without its C++ start-up lines, unless the user set TF_CPP_MIN_LOG_LEVEL.
+
+    A script calls it first, before importing a module that imports TensorFlow: the level
+    is read, and the lines are written, when TensorFlow is imported. Library modules do not
+    call it (importing them has no side effects). A TF_CPP_MIN_LOG_LEVEL the user set is
+    left alone, and then TensorFlow prints what that level lets through.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = MIN_LOG_LEVEL
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)  # the C++ code writes to file descriptor 2, not to sys.stderr
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not _STARTUP_NOISE.match(line)))
+            sys.stderr.flush()
 
 
 def print_config(script: str, options: Mapping) -> None:

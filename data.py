@@ -13,8 +13,14 @@ float32: (batch, size, size, 3) and (batch, size, size, 1).
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
+
+import cli
+
+if __name__ == "__main__":  # run as a script: first, before TensorFlow is imported (see cli.quiet_tensorflow)
+    cli.quiet_tensorflow()
 
 import tensorflow as tf
 
@@ -288,9 +294,6 @@ def split_stats(split_dir: str | Path) -> dict:
 
 def main(argv=None) -> int:
     """python data.py SPLIT_DIR...: the statistics of each split folder."""
-    import argparse
-    import sys
-
     parser = argparse.ArgumentParser(description="Report split folders: photos, sizes, mean mask coverage.")
     parser.add_argument("splits", nargs="+", help="split folders with images/ and masks/, e.g. data/train")
     args = parser.parse_args(argv)
@@ -300,7 +303,7 @@ def main(argv=None) -> int:
         try:
             s = split_stats(split)
         except DataError as e:
-            print(f"data.py: error: {e}", file=sys.stderr)
+            cli.error("data.py", str(e))
             status = 2
             continue
         sizes = ", ".join(f"{k} ({v})" for k, v in sorted(s["sizes"].items(), key=lambda kv: -kv[1]))

@@ -20,6 +20,10 @@ import sys
 import time
 
 import cli
+
+if __name__ == "__main__":  # run as a script: first, before TensorFlow is imported (see cli.quiet_tensorflow)
+    cli.quiet_tensorflow()
+
 import inference
 import serving
 

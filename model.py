@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import argparse
 
+import cli
+
+if __name__ == "__main__":  # run as a script: first, before TensorFlow is imported (see cli.quiet_tensorflow)
+    cli.quiet_tensorflow()
+
 import keras
 from keras import layers, ops
 

@@ -32,6 +32,10 @@ from pathlib import Path
 import numpy as np
 
 import cli
+
+if __name__ == "__main__":  # run as a script: first, before TensorFlow is imported (see cli.quiet_tensorflow)
+    cli.quiet_tensorflow()
+
 import compose
 import data
 import figures

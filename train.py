@@ -24,10 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cli
+
+if __name__ == "__main__":  # run as a script: first, before TensorFlow is imported (see cli.quiet_tensorflow)
+    cli.quiet_tensorflow()
+
 import keras
 import tensorflow as tf
 
-import cli
 import data
 import figures
 import hardware

@@ -1,0 +1,67 @@
+"""Every script's command line: no TensorFlow start-up lines in its output."""
+
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+SCRIPTS = ["train", "results", "export", "model", "data", "coco", "ccp", "photos", "sample"]
+# Every benchmark is quieted by benchmarks/__init__.py, which runs first: one stands for all
+# (full_size imports TensorFlow at its top), as each TensorFlow start-up costs seconds.
+COMMANDS = [[f"{name}.py"] for name in SCRIPTS] + [["-m", "benchmarks.full_size"]]
+
+# The three kinds of line TensorFlow's C++ code prints when it is imported (cli.py).
+STARTUP_LINES = {
+    "absl": r"All log messages before absl::InitializeLog\(\) is called",
+    "oneDNN": r"oneDNN custom operations are on",
+    "cpu_feature_guard": r"cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized",
+}
+
+
+def run(argv, cwd=ROOT, **env):
+    """A Python process without the TF_CPP_MIN_LOG_LEVEL that conftest.py sets for the tests (plus ``env``)."""
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | env
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=cwd, env=environ, timeout=300)
+
+
+def startup_lines(done: subprocess.CompletedProcess) -> set[str]:
+    return {kind for kind, pattern in STARTUP_LINES.items() if re.search(pattern, done.stdout + done.stderr)}
+
+
+@pytest.fixture(scope="module")
+def unquieted():
+    """What a bare ``import tensorflow`` prints on this machine (the lines the scripts keep out)."""
+    return startup_lines(run(["-c", "import tensorflow"]))
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_prints_no_tensorflow_startup_lines(command):
+    done = run([*command, "--help"])
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+    assert startup_lines(done) == set(), done.stderr
+
+
+def test_a_cutout_prints_no_tensorflow_startup_lines(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)).save(tmp_path / "tiny.keras")
+    cv2.imwrite(str(tmp_path / "me.jpg"), np.full((40, 30, 3), 200, np.uint8))
+    done = run([str(ROOT / "results.py"), "--model", "tiny.keras", "me.jpg"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cutouts" / "me.png").is_file()
+    assert startup_lines(done) == set(), done.stderr
+
+
+def test_a_level_the_user_sets_is_respected(unquieted):
+    """TF_CPP_MIN_LOG_LEVEL=0 from the user: every start-up line a bare import prints (all three on
+    the CPUs measured, with AVX-512 and AMX; fewer elsewhere)."""
+    done = run(["results.py", "--help"], TF_CPP_MIN_LOG_LEVEL="0")
+    assert done.returncode == 0
+    assert startup_lines(done) == unquieted  # all that TensorFlow prints at level 0
