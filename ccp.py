@@ -225,7 +225,7 @@ def print_report(reports: dict) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Convert the Clothing Co-Parsing release to person-mask image/mask folders (coco.py's layout).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument(
         "--src",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -45,6 +46,22 @@ def quiet_tensorflow() -> None:
             lines = captured.read().decode(errors="replace").splitlines(keepends=True)
             sys.stderr.write("".join(line for line in lines if not _STARTUP_NOISE.match(line)))
             sys.stderr.flush()
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default stated once.
+
+    argparse's ArgumentDefaultsHelpFormatter appends "(default: VALUE)" to every help; this
+    one leaves out a help that states its own "(default: ...)" (a default described in
+    words, e.g. "the model's, else 128"), and the defaults that say nothing: None (not
+    given), False (a flag) and an empty list (no positional arguments).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        if "(default:" in help or action.default is False or action.default in (None, [], ()):
+            return help
+        return super()._get_help_string(action)
 
 
 def print_config(script: str, options: Mapping) -> None:

@@ -192,7 +192,7 @@ def print_report(reports: dict) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Filter COCO 2017 to one-person photos and write 128x128 image/mask folders.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument(
         "--coco-dir",

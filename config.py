@@ -272,7 +272,9 @@ def make_parser() -> argparse.ArgumentParser:
     for f in fields.values():
         meta = f.metadata
         shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-        kwargs = {"default": argparse.SUPPRESS, "help": meta["help"] + (f" (default: {shown})" if shown != "" else "")}
+        # The default once: not when the help states it in words, nor an empty one (None, no values).
+        stated = "(default:" in meta["help"] or shown in ("", None)
+        kwargs = {"default": argparse.SUPPRESS, "help": meta["help"] + ("" if stated else f" (default: {shown})")}
         if f.type == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

@@ -294,7 +294,9 @@ def split_stats(split_dir: str | Path) -> dict:
 
 def main(argv=None) -> int:
     """python data.py SPLIT_DIR...: the statistics of each split folder."""
-    parser = argparse.ArgumentParser(description="Report split folders: photos, sizes, mean mask coverage.")
+    parser = argparse.ArgumentParser(
+        description="Report split folders: photos, sizes, mean mask coverage.", formatter_class=cli.HelpFormatter
+    )
     parser.add_argument("splits", nargs="+", help="split folders with images/ and masks/, e.g. data/train")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s: %(message)s")

@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="export.py",
         description="Export a trained U-net as one graph from a uint8 photo of any size to its alpha.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="a .keras model file, e.g. runs/demo/best.keras")
     parser.add_argument(

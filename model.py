@@ -287,7 +287,7 @@ def recalibrate_batchnorm(model: keras.Model, batches) -> int:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description="Print the U-net's layer-by-layer summary.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--image-size", type=int, default=128, help="height and width, a multiple of 32")
     args = parser.parse_args(argv)

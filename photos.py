@@ -222,7 +222,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="photos.py",
         description="Convert a folder of photos and a folder of person masks to coco.py's image/mask folders.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--photos", required=True, help="folder of photos")
     parser.add_argument(

@@ -88,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="results.py",
         description="Cut people out of photos and videos with a trained model, plot predictions, or evaluate a split.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument(
         "photos",

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+import cli
 import images
 
 PERSON = 1
@@ -344,7 +345,7 @@ def write_sample(out_dir: str | Path, num_train: int = 480, num_val: int = 120, 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Write the built-in synthetic COCO-format sample.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--out", default="data-sample/coco", help="folder for annotations/, train2017/, val2017/")
     parser.add_argument("--num-train", type=int, default=480, help="photos in train2017")

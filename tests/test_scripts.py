@@ -1,5 +1,6 @@
-"""Every script's command line: no TensorFlow start-up lines in its output."""
+"""Every script's command line: no TensorFlow start-up lines in its output, each default once in --help."""
 
+import importlib
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from conftest import ROOT
 
 SCRIPTS = ["train", "results", "export", "model", "data", "coco", "ccp", "photos", "sample"]
+BENCHMARKS = ["train_speed", "export_speed", "results_speed", "full_size", "real_report", "edges_figure"]
 # Every benchmark is quieted by benchmarks/__init__.py, which runs first: one stands for all
 # (full_size imports TensorFlow at its top), as each TensorFlow start-up costs seconds.
 COMMANDS = [[f"{name}.py"] for name in SCRIPTS] + [["-m", "benchmarks.full_size"]]
@@ -65,3 +67,32 @@ def test_a_level_the_user_sets_is_respected(unquieted):
     done = run(["results.py", "--help"], TF_CPP_MIN_LOG_LEVEL="0")
     assert done.returncode == 0
     assert startup_lines(done) == unquieted  # all that TensorFlow prints at level 0
+
+
+def option_helps(text: str) -> list[str]:
+    """Each option's (and positional argument's) entry of a --help, on one line."""
+    entries, current = [], None
+    for line in text.splitlines():
+        if re.match(r"  \S", line):  # argparse indents an entry's first line by two spaces
+            current = [line]
+            entries.append(current)
+        elif current is not None and line.startswith("   "):
+            current.append(line)
+        else:
+            current = None
+    return [" ".join(" ".join(entry).split()) for entry in entries]
+
+
+@pytest.mark.parametrize("module", SCRIPTS + [f"benchmarks.{name}" for name in BENCHMARKS])
+def test_help_states_each_default_once(module, capsys):
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    entries = option_helps(text)
+    assert entries, text
+    for line in text.splitlines():
+        assert line.count("(default:") <= 1, line
+    for entry in entries:
+        assert entry.count("(default:") <= 1, entry
+        assert "(default: None)" not in entry, entry  # says nothing
