@@ -16,6 +16,7 @@ ccp.py read those with ``apply_exif=False``; the folders they write carry no EXI
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -47,6 +48,20 @@ def check_size(size: int, what: str = "--size", allow_zero: bool = False) -> Non
 
 class ImageReadError(ValueError):
     """A file that is missing, empty, not an image, or corrupt; the message names it."""
+
+
+class WriteError(OSError):
+    """A file or folder that cannot be written (a full disk, no permission, a file in the way).
+
+    The message names it and the cause: 'cannot write cutouts/me.png: No space left on device'.
+    """
+
+    @classmethod
+    def of(cls, path: str | Path, error: OSError) -> WriteError:
+        """The WriteError of ``path`` for the OSError that writing it (or a temporary name of it) raised."""
+        written = cls(f"cannot write {path}: {error.strerror or error}")
+        written.errno = error.errno
+        return written
 
 
 def _decode(path: str | Path, flags: int, apply_exif: bool) -> np.ndarray:
@@ -258,15 +273,27 @@ def tmp_name(path: str | Path, keep_suffix: bool = False) -> Path:
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Writes ``data`` to a hidden temporary name beside ``path``, then renames it.
 
-    An interrupted write never leaves a partial file under the final name.
+    An interrupted or failed write never leaves a partial file under the final name, nor
+    the temporary file.
+
+    Raises:
+        WriteError: naming ``path`` and the cause (a full disk, no permission, no folder).
     """
     path = Path(path)
     tmp = tmp_name(path)
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    except OSError as e:
+        raise WriteError.of(path, e) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        remove_tmp(tmp)
+
+
+def remove_tmp(tmp: Path) -> None:
+    """Removes a temporary file if it is there (its folder may be missing, or a file: nothing to remove)."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        tmp.unlink()
 
 
 def remove_stale_tmp(folder: str | Path) -> int:

@@ -262,7 +262,10 @@ def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
     if not args.overwrite:
         _refuse_existing([figure] if figure and photos else [], "figure file(s)")
         _refuse_existing(outputs + video_outputs, "cutout(s)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise images.WriteError.of(f"{out_dir}/", e) from None
     rows, failures = [], []
     if photos:
         rows, failures = inference.cut_out_photos(
@@ -302,6 +305,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
+    except images.WriteError as e:  # a full disk, an unwritable --out-dir: the next photo would fail too
+        cli.error("results.py", str(e))
+        return 1
     except (inference.ModelError, FileNotFoundError, FileExistsError, ValueError, images.ImageReadError) as e:
         cli.error("results.py", str(e))
         return 2

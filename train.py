@@ -53,13 +53,19 @@ def write_json(path: Path, obj) -> None:
 
 
 def save_model_atomic(model, path: Path) -> None:
-    """model.save to a hidden temporary .keras file, then rename: never a partial file."""
+    """model.save to a hidden temporary .keras file, then rename: never a partial file, nor a temporary one.
+
+    Raises:
+        images.WriteError: naming ``path`` and the cause (e.g. a full disk).
+    """
     tmp = images.tmp_name(path, keep_suffix=True)  # Keras saves by the suffix
     try:
         model.save(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise images.WriteError.of(path, e) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        images.remove_tmp(tmp)
 
 
 def start_run(config: TrainConfig, chief: bool, facts: dict) -> tuple[Path, dict]:
@@ -71,7 +77,10 @@ def start_run(config: TrainConfig, chief: bool, facts: dict) -> tuple[Path, dict
     run_dir = runs / (config.name or free_name(runs, time.strftime("%Y%m%d-%H%M%S")))
     if run_dir.exists():
         raise TrainError(f"{run_dir} already exists: continue it with --resume {run_dir}, or choose another --name")
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as e:
+        raise images.WriteError.of(f"{run_dir}/", e) from None
     write_config(run_dir, config, facts)
     write_json(run_dir / "state.json", state)
     return run_dir, state
@@ -93,15 +102,18 @@ def reopen_run(run_dir: Path, config: TrainConfig, strategy, state: dict, chief:
 class RunCheckpoint(keras.callbacks.Callback):
     """At each epoch end: last.keras, best.keras (by val_iou), history.csv, curves.png, state.json.
 
-    Stops the run at a NaN loss (keeping the last good checkpoint). Non-chief workers of a
-    multi-worker run save to a scratch folder (every worker must take part in saving) and
-    write nothing else.
+    Stops the run at a NaN loss (keeping the last good checkpoint). A file that cannot be
+    written (a full disk) stops it with an images.WriteError that names the last good
+    checkpoint. Non-chief workers of a multi-worker run save to a scratch folder (every
+    worker must take part in saving) and write nothing else.
     """
 
     def __init__(self, run_dir: Path, state: dict, chief: bool):
         super().__init__()
         self.run_dir, self.state, self.chief = run_dir, state, chief
         self.started, self.nan = time.time(), None
+        # The epoch of the last.keras on disk (a resumed run's is its last finished epoch).
+        self.saved_epoch = state["epochs_done"] if (run_dir / "last.keras").is_file() else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.time()
@@ -113,12 +125,24 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        logs, state = dict(logs or {}), self.state
-        if self.nan or not math.isfinite(float(logs.get("loss", 0.0))):
+        if self.nan or not math.isfinite(float((logs or {}).get("loss", 0.0))):
             return  # keep the last good checkpoint
+        try:
+            self.save(epoch, dict(logs or {}))
+        except images.WriteError as e:
+            raise images.WriteError(f"{e}; {self.last_good()}") from None
+
+    def last_good(self) -> str:
+        if self.saved_epoch is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint is {self.run_dir / 'last.keras'} from epoch {self.saved_epoch}"
+
+    def save(self, epoch: int, logs: dict) -> None:
+        state = self.state
         target = self.run_dir if self.chief else self.run_dir / f".worker-{os.getpid()}"
         target.mkdir(exist_ok=True)
         save_model_atomic(self.model, target / "last.keras")
+        self.saved_epoch = epoch + 1
         val_iou = logs.get("val_iou", logs.get("iou"))
         improved = state["best_val_iou"] is None or val_iou > state["best_val_iou"]
         if improved:
@@ -259,7 +283,10 @@ def fit(model, config: TrainConfig, run_dir: Path, state: dict, datasets: Datase
     except KeyboardInterrupt:
         interrupted = True
         if chief:
-            save_model_atomic(model, run_dir / "last.keras")
+            try:
+                save_model_atomic(model, run_dir / "last.keras")
+            except images.WriteError as e:
+                raise images.WriteError(f"{e}; {checkpoint.last_good()}") from None
             state["iterations"] = int(model.optimizer.iterations.numpy())
             state["step_in_epoch"] = state["iterations"] - state["epochs_done"] * config.steps_per_epoch
             write_json(run_dir / "state.json", state)
@@ -423,6 +450,9 @@ def main(argv=None) -> int:
     config, resume_dir, given = parse_args(argv)
     try:
         summary = resume(resume_dir, **given) if resume_dir else train(config)
+    except images.WriteError as e:  # e.g. a full disk: one line that names the last good checkpoint
+        cli.error("train.py", str(e))
+        return 1
     except TrainError as e:
         cli.error("train.py", str(e))
         return 2

@@ -1,7 +1,9 @@
 """results.py on photos the tests write, with a model whose predictions are known."""
 
+import errno
 import io
 import json
+import pathlib
 
 import cv2
 import keras
@@ -193,6 +195,42 @@ def test_runs_again_and_again_in_one_folder(tmp_path, red_model, monkeypatch):
     assert run("--model", red_model, "b.jpg") == 0
     assert sorted(p.name for p in (tmp_path / "cutouts").iterdir()) == ["a.png", "b.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg", "cutouts"]  # no figure unless asked
+
+
+def full_disk(monkeypatch):
+    """Every file write fails half-way, as on a full disk; returns the list of paths tried."""
+    tried = []
+
+    def write_bytes(path, data):
+        tried.append(path)
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", write_bytes)
+    return tried
+
+
+@pytest.mark.parametrize(
+    "case, out, message",
+    [
+        ("full disk", "cut", "cannot write {tmp}/cut/a.png: No space left on device"),
+        ("a file in the way", "notes.txt/cut", "cannot write {tmp}/notes.txt/cut/: Not a directory"),
+    ],
+)
+def test_a_write_that_fails_stops_with_one_line(tmp_path, red_model, monkeypatch, capsys, case, out, message):
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), cv2.cvtColor(half_red(64, 96), cv2.COLOR_RGB2BGR))
+    (tmp_path / "notes.txt").write_text("mine")
+    tried = full_disk(monkeypatch) if case == "full disk" else []
+    photos = [tmp_path / f"{name}.png" for name in "abc"]
+    assert run("--model", red_model, "--out-dir", tmp_path / out, *photos) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"results.py: error: {message.format(tmp=tmp_path)}"]
+    if case == "full disk":
+        assert list((tmp_path / "cut").iterdir()) == []  # no partial cutout, no temporary file
+        assert len(tried) < len(photos)  # the run stopped: the next photo would not fit either
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_evaluate_gives_the_hand_computed_metrics(tmp_path, red_model):

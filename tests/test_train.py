@@ -6,6 +6,7 @@ tiny data: what is tested is the bookkeeping, not the filters (test_model.py kee
 
 import csv
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -343,6 +344,40 @@ def test_nan_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert "the loss became NaN at epoch 1, step 1" in err and "no checkpoint was written" in err
     assert not (tmp_path / "r" / "last.keras").exists()
+
+
+@pytest.mark.parametrize(
+    "fails_at, note",
+    [
+        (1, "no checkpoint was written yet"),
+        (2, "the last good checkpoint is {run}/last.keras from epoch 1"),
+    ],
+)
+def test_a_full_disk_stops_with_one_line_naming_the_last_good_checkpoint(
+    tiny_data, tmp_path, monkeypatch, capsys, fails_at, note
+):
+    save, saves = keras.Model.save, []
+
+    def save_on_a_full_disk(model, path, *args, **kwargs):
+        if Path(path).name.startswith(".last"):
+            saves.append(path)
+            if len(saves) == fails_at:  # this epoch's last.keras: half written, then the disk is full
+                Path(path).write_bytes(b"PK\x03\x04 half a zip")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", save_on_a_full_disk)
+    argv = ["--data-dir", str(tiny_data), "--runs-dir", str(tmp_path), "--name", "r", "--epochs", "2", *TINY_ARGV]
+    assert train.main(argv) == 1
+    run = tmp_path / "r"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"train.py: error: cannot write {run}/last.keras: No space left on device; {note.format(run=run)}"]
+    assert [p.name for p in run.rglob(".*")] == []  # no temporary file left
+    assert json.loads((run / "state.json").read_text())["epochs_done"] == fails_at - 1
+    if fails_at > 1:  # the last good checkpoint is whole: it loads
+        assert keras.saving.load_model(run / "last.keras").optimizer.iterations == 3 * (fails_at - 1)
+    else:
+        assert not (run / "last.keras").exists()
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
