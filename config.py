@@ -186,6 +186,7 @@ def check_config(c: TrainConfig) -> None:
             raise ConfigError(f"{flag(f.name)} must be one of {choices}. Received: {getattr(c, f.name)!r}")
     try:
         images.check_size(c.image_size, "--image-size")
+        images.check_size(c.crop_from, "--crop-from", allow_zero=True)
         unet.check_filter_scale(c.filter_scale, "--filter-scale")
     except ValueError as e:
         raise ConfigError(str(e)) from None
@@ -197,10 +198,10 @@ def check_config(c: TrainConfig) -> None:
             f"--warmup-steps must be 0 or more and, with --schedule cosine, fewer than the run's "
             f"{c.total_steps} steps. Received: {c.warmup_steps}"
         )
-    if c.crop_from and (not c.augment or c.crop_from < c.image_size or c.crop_from % images.SIZE_MULTIPLE):
+    if c.crop_from and (not c.augment or c.crop_from < c.image_size):
         raise ConfigError(
-            f"--crop-from needs --augment and must be 0 or a multiple of {images.SIZE_MULTIPLE} of at least "
-            f"--image-size ({c.image_size}). Received: {c.crop_from}"
+            f"--crop-from needs --augment and must be 0 or at least --image-size ({c.image_size}). "
+            f"Received: {c.crop_from}"
         )
     if not c.data_dir:
         raise ConfigError("--data-dir needs at least one folder")

@@ -54,7 +54,7 @@ def add_output_arguments(parser: argparse.ArgumentParser, out: str) -> None:
 def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Exits through ``parser.error`` on a --size or --workers that cannot work."""
     try:
-        images.check_size(args.size, allow_zero=True)
+        images.check_size(args.size, "--size", allow_zero=True)
     except ValueError as e:
         parser.error(str(e))
     if args.workers < 1:

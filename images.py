@@ -36,13 +36,25 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 SIZE_MULTIPLE = 32
 
 
-def check_size(size: int, what: str = "--size", allow_zero: bool = False) -> None:
-    """Raises ValueError unless ``size`` is a positive multiple of 32 (or 0, when allowed: 'as stored')."""
-    if (size == 0 and allow_zero) or (size > 0 and size % SIZE_MULTIPLE == 0):
+def check_size(value, name: str = "size", allow_zero: bool = False) -> None:
+    """Raises ValueError unless ``value`` gives a height and width the U-net takes: positive multiples of 32.
+
+    The one check of an image size, for the command lines (--size, --image-size) and
+    ``model.build_unet``'s input_shape.
+
+    Args:
+        value: one size (the height and the width), or a shape (height, width, ...) whose
+            None entries take any size.
+        name: the argument, as the message names it.
+        allow_zero: 0 is allowed too (the converters' --size 0: each photo as stored).
+    """
+    sides = tuple(value[:2]) if isinstance(value, (tuple, list)) else (value, value)
+    if all(side is None or (allow_zero and side == 0) or (side > 0 and side % SIZE_MULTIPLE == 0) for side in sides):
         return
-    zero = "0 or " if allow_zero else ""
+    zero = "0 (as stored) or " if allow_zero else ""
     raise ValueError(
-        f"{what} must be {zero}a positive multiple of {SIZE_MULTIPLE} (the U-net pools five times). Received: {size}"
+        f"{name}: the height and width must be {zero}positive multiples of {SIZE_MULTIPLE} (the U-net pools five "
+        f"times). Received: {name}={value}"
     )
 
 

@@ -20,7 +20,7 @@ if __name__ == "__main__":  # run as a script: first, before TensorFlow is impor
 import keras
 from keras import layers, ops
 
-from images import SIZE_MULTIPLE  # five 2x poolings: sizes must divide by 32
+from images import check_size
 from metrics import PACKAGE, make_metrics
 from model_parts import DownSample, UpSample
 
@@ -32,16 +32,6 @@ BOTTLENECK_DROPOUT = 0.4  # bottleneck and last decoder block; every other dropo
 LEARNING_RATE = 0.002
 DECAY_STEPS = 300
 DECAY_RATE = 0.98
-
-
-def check_image_size(height, width, what: str = "input_shape") -> None:
-    """Raises ValueError unless every given (not None) size is a positive multiple of 32."""
-    for size in (height, width):
-        if size is not None and (int(size) <= 0 or int(size) % SIZE_MULTIPLE):
-            raise ValueError(
-                f"U-net height and width must be positive multiples of {SIZE_MULTIPLE} "
-                f"(the model pools five times). Received: {what}={(height, width)}"
-            )
 
 
 def check_filter_scale(filter_scale: float, what: str = "filter_scale") -> None:
@@ -73,7 +63,7 @@ def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet", filter_
     """
     if len(input_shape) != 3 or not input_shape[2]:
         raise ValueError(f"input_shape must be (height, width, channels). Received: input_shape={input_shape}")
-    check_image_size(*input_shape[:2])
+    check_size(input_shape, "input_shape")
     check_filter_scale(filter_scale)
     encoder = [scaled_filters(f, filter_scale) for f in ENCODER_FILTERS]
     decoder = [scaled_filters(f, filter_scale) for f in DECODER_FILTERS]
@@ -292,7 +282,7 @@ def main(argv=None) -> None:
     parser.add_argument("--image-size", type=int, default=128, help="height and width, a multiple of 32")
     args = parser.parse_args(argv)
     try:
-        check_image_size(args.image_size, args.image_size, what="--image-size")
+        check_size(args.image_size, "--image-size")
     except ValueError as e:
         parser.error(str(e))
     build_unet((args.image_size, args.image_size, 3)).summary(line_length=130)

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+import images
 import model as unet
 
 SEED_SUMMARY = Path(__file__).with_name("seed_summary.txt")
@@ -122,10 +123,24 @@ def test_output_has_the_input_size(height, width):
         assert float(np.min(y)) >= 0.0 and float(np.max(y)) <= 1.0
 
 
-@pytest.mark.parametrize("shape", [(100, 128, 3), (128, 48, 3), (0, 128, 3)])
+@pytest.mark.parametrize("shape", [(100, 128, 3), (128, 48, 3), (0, 128, 3), (None, 96 + 1, 3)])
 def test_size_not_a_multiple_of_32_is_a_clear_error(shape):
-    with pytest.raises(ValueError, match=re.escape("multiples of 32") + r".*Received: input_shape=\("):
+    message = "input_shape: the height and width must be positive multiples of 32 (the U-net pools five times). "
+    with pytest.raises(ValueError, match=re.escape(message + f"Received: input_shape={shape}")):
         unet.build_unet(shape)
+
+
+@pytest.mark.parametrize(
+    "value, allow_zero, ok",
+    [(128, False, True), ((96, None, 3), False, True), (0, True, True), (0, False, False), (100, False, False),
+     (-32, False, False), ((None, 48), False, False)],
+)  # fmt: skip
+def test_one_size_check_for_the_model_and_the_command_lines(value, allow_zero, ok):
+    if ok:
+        images.check_size(value, "x", allow_zero=allow_zero)
+    else:
+        with pytest.raises(ValueError, match=re.escape("x: the height and width must be ") + r".*Received: x="):
+            images.check_size(value, "x", allow_zero=allow_zero)
 
 
 def test_bad_input_shape_is_a_clear_error():

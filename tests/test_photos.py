@@ -216,4 +216,6 @@ def test_bad_folders_are_one_line_errors(tmp_path, capsys, argv, message):
 def test_bad_size_is_an_argument_error(capsys):
     with pytest.raises(SystemExit) as e:
         photos.parse_args(["--photos", ".", "--size", "100"])
-    assert e.value.code == 2 and "multiple of 32" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--size: the height and width must be 0 (as stored) or positive multiples of 32" in err
+    assert "Received: --size=100" in err

@@ -115,7 +115,14 @@ def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--image-size", "100"], "--image-size must be a positive multiple of 32"),
+        (
+            ["--image-size", "100"],
+            r"--image-size: the height and width must be positive multiples of 32 .* Received: --image-size=100$",
+        ),
+        (
+            ["--augment", "--crop-from", "200"],
+            r"--crop-from: the height and width must be 0 \(as stored\) or positive multiples of 32",
+        ),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--filter-scale", "0"], r"--filter-scale must be in \(0, 4\]\. Received: 0\.0$"),
         (["--width", "5"], r"--filter-scale must be in \(0, 4\]"),  # the old name, the new name in the message
