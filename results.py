@@ -167,8 +167,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--mask-only writes the alpha alone, on no background: drop --background")
     if args.format == "jpg" and args.background is None:
         parser.error("--format jpg needs --background (JPEG has no transparency)")
-    if not 0.0 <= args.smooth < 1.0:
-        parser.error(f"--smooth must be at least 0 and below 1 (0: off). Received: {args.smooth}")
+    try:
+        video.AlphaSmoother(args.smooth)  # the library checks the factor; a bad one fails before the model loads
+    except ValueError as e:
+        parser.error(str(e))
     if args.batch_size < 1 or args.figure_rows < 1:
         parser.error("--batch-size and --figure-rows must be at least 1")
     if args.json and not args.evaluate:

@@ -158,7 +158,7 @@ class AlphaSmoother:
 
     def __init__(self, factor: float = 0.0):
         if not 0.0 <= factor < 1.0:
-            raise ValueError(f"--smooth must be at least 0 and below 1. Received: {factor}")
+            raise ValueError(f"--smooth must be at least 0 and below 1 (0: off). Received: {factor}")
         self.factor, self.state = factor, None
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:

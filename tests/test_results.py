@@ -285,6 +285,7 @@ def test_bad_models_get_one_line_errors(tmp_path, capsys):
         (["--mask-only", "--format", "webp"], "--mask-only writes lossless PNG masks"),
         (["--mask-only", "--background", "white"], "--mask-only writes the alpha alone"),
         (["--smooth", "1"], "--smooth must be at least 0 and below 1"),
+        (["--smooth", "-0.5"], "--smooth must be at least 0 and below 1 (0: off). Received: -0.5"),  # video.py's
     ],
 )
 def test_bad_options_get_one_line_errors(tmp_path, red_model, capsys, options, message):
