@@ -37,7 +37,6 @@ BACKGROUND = ("null", "bag", "purse", "wallet")  # labels that are not part of t
 SPLITS = ("train", "val", "test")
 PROBLEMS = ("missing_photo", "unreadable_photo", "unreadable_mat", "size_mismatch")  # why a pair is not written
 EMPTY = "empty_mask"  # a worker's status for a label map without a person pixel
-SHOWN_EMPTY = 10  # empty-mask stems printed per split
 
 
 class LabelMapError(ValueError):
@@ -81,7 +80,7 @@ def person_lookup(path: Path) -> np.ndarray:
     if missing:
         raise folders.DatasetError(
             f"{path}: label_list has no {', '.join(repr(n) for n in missing)} label, needed to tell the person "
-            f"from the background (labels found: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
+            f"from the background (labels found: {cli.listing(names, 8)})"
         )
     return np.array([name not in BACKGROUND for name in names])
 
@@ -211,10 +210,7 @@ def build(args: argparse.Namespace) -> dict:
 def print_report(reports: dict) -> None:
     """Per split: what was written, already there, left out as empty, and the problems."""
     for split, r in reports.items():
-        empty = ""
-        if r.empty:
-            more = ", ..." if len(r.empty) > SHOWN_EMPTY else ""
-            empty = f" ({', '.join(r.empty[:SHOWN_EMPTY])}{more})"
+        empty = f" ({cli.listing(r.empty)})" if r.empty else ""
         print(
             f"{split}: {r.label_maps} label maps; written {r.written}, already there {r.skipped}, "
             f"empty masks skipped {len(r.empty)}{empty}, problems {sum(r.problems.values())}"

@@ -64,6 +64,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+SHOWN = 10  # how many names a listing shows before it counts the rest
+
+
+def listing(names, limit: int | None = SHOWN, sep: str = ", ") -> str:
+    """The first ``limit`` names (None: all) joined by ``sep``, the rest counted: 'a, b, ... and 3 more'.
+
+    With ``sep="\\n    "`` a listing of one name a line, indented: its last line is '... and 3 more'.
+    """
+    names = [str(name) for name in names]
+    if limit is None or len(names) <= limit:
+        return sep.join(names)
+    return sep.join(names[:limit]) + f"{sep}... and {len(names) - limit} more"
+
+
 def print_config(script: str, options: Mapping) -> None:
     """'SCRIPT configuration:' then one aligned 'name value' line per option."""
     width = max((len(str(key)) for key in options), default=0)

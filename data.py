@@ -48,11 +48,6 @@ def _image_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _listing(names: list[str], limit: int = 10) -> str:
-    more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def find_pairs(split_dir: str | Path) -> tuple[list[str], list[str]]:
     """Pairs SPLIT/images/* with SPLIT/masks/* by file stem.
 
@@ -74,8 +69,8 @@ def find_pairs(split_dir: str | Path) -> tuple[list[str], list[str]]:
     if lonely_photos or lonely_masks:
         raise DataError(
             f"{split_dir}: every image needs a mask with the same file stem; "
-            f"images without a mask: {_listing(lonely_photos) or 'none'}; "
-            f"masks without an image: {_listing(lonely_masks) or 'none'}"
+            f"images without a mask: {cli.listing(lonely_photos) or 'none'}; "
+            f"masks without an image: {cli.listing(lonely_masks) or 'none'}"
         )
     stems = sorted(photos)
     return [str(photos[s]) for s in stems], [str(masks[s]) for s in stems]
@@ -123,7 +118,7 @@ def _read_once(count: int, load, shapes: list, what: str, noun: str = "file") ->
     decoded = indexed.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors().cache()
     good = sum(1 for _ in decoded.map(lambda i, *arrays: i))  # fills the cache
     if failures:
-        log.warning("%s: skipped %d unreadable %s(s): %s", what, len(failures), noun, _listing(list(failures.values())))
+        log.warning("%s: skipped %d unreadable %s(s): %s", what, len(failures), noun, cli.listing(list(failures.values())))
     if not good:
         raise DataError(f"{what}: none of the {count} {noun}s could be read")
     return decoded, good

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import cli
 import images
 
 MANIFEST = "dataset.json"
 KINDS = (("images", ".jpg"), ("masks", ".png"))  # sub-folder and file type of a pair's two files
 WRITTEN = "written"  # the status a worker returns for a pair it wrote
-SHOWN_PROBLEMS = 10  # problem files printed per split; the rest are counted
 
 
 def split_of(stem: str) -> str:
@@ -176,11 +176,8 @@ def write_all(
     progress.close()
 
 
-def print_problems(report: SplitReport, shown: int | None = SHOWN_PROBLEMS, label: str = "problems") -> None:
+def print_problems(report: SplitReport, shown: int | None = cli.SHOWN, label: str = "problems") -> None:
     """The problem counts of one split and the first ``shown`` files named (None: all), indented under its line."""
     if report.problems:
         print(f"  {label}: {', '.join(f'{k} {v}' for k, v in report.problems.items())}")
-        for detail in report.problem_files[:shown]:
-            print(f"    {detail}")
-        if shown is not None and len(report.problem_files) > shown:
-            print(f"    ... and {len(report.problem_files) - shown} more")
+        print("    " + cli.listing(report.problem_files, shown, sep="\n    "))

@@ -176,9 +176,7 @@ def select(args: argparse.Namespace, out: Path, reports: dict, notes: list) -> l
             tasks.append(Task(folders.split_of(stem), image, mask, photo=photos[stem], source_mask=masks.get(stem)))
     orphans = sorted((masks.keys() | masks_twice.keys()) - photos.keys() - twice.keys())
     if orphans:
-        shown = ", ".join(orphans[: folders.SHOWN_PROBLEMS])
-        more = f" and {len(orphans) - folders.SHOWN_PROBLEMS} more" if len(orphans) > folders.SHOWN_PROBLEMS else ""
-        notes.append(f"{len(orphans)} mask(s) in {masks_dir} without a photo, not used: {shown}{more}")
+        notes.append(f"{len(orphans)} mask(s) in {masks_dir} without a photo, not used: {cli.listing(orphans)}")
     return tasks
 
 
@@ -214,7 +212,7 @@ def print_report(reports: dict, notes: list[str], invert: bool) -> None:
         flip = "without --invert" if invert else "with --invert"
         print(
             f"note: {len(inverted)} mask(s) are person along most of the photo's border, as an inverted mask "
-            f"(person = 0) would: e.g. {', '.join(inverted[:3])}; if they are, convert again {flip} --overwrite"
+            f"(person = 0) would: {cli.listing(inverted, 3)}; if they are, convert again {flip} --overwrite"
         )
 
 

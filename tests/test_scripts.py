@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+import cli
 from conftest import ROOT
 
 SCRIPTS = ["train", "results", "export", "model", "data", "coco", "ccp", "photos", "sample"]
@@ -96,3 +97,18 @@ def test_help_states_each_default_once(module, capsys):
     for entry in entries:
         assert entry.count("(default:") <= 1, entry
         assert "(default: None)" not in entry, entry  # says nothing
+
+
+@pytest.mark.parametrize(
+    "names, limit, sep, expected",
+    [
+        ([], 10, ", ", ""),
+        (["a", "b"], 2, ", ", "a, b"),
+        (["a", "b", "c", "d"], 2, ", ", "a, b, ... and 2 more"),
+        (range(12), None, ",", "0,1,2,3,4,5,6,7,8,9,10,11"),
+        (range(12), cli.SHOWN, ",", "0,1,2,3,4,5,6,7,8,9,... and 2 more"),
+        (["x", "y", "z"], 1, "\n  ", "x\n  ... and 2 more"),
+    ],
+)
+def test_a_listing_names_the_first_and_counts_the_rest(names, limit, sep, expected):
+    assert cli.listing(names, limit, sep) == expected
