@@ -32,8 +32,6 @@ import cli
 import folders
 import images
 
-PERSON = 1  # COCO category id
-MIN_AREA, MAX_AREA = 0.2, 0.7  # person area / image area, both bounds excluded
 COCO_URL = "https://cocodataset.org/#download"
 COCO_SPLITS = {"train2017": ("train", "val"), "val2017": ("test",)}  # source -> output splits
 MANIFEST = folders.MANIFEST
@@ -52,9 +50,9 @@ def filter_reason(anns: list[dict], width: int, height: int) -> str:
     if len(anns) != 1:
         return "several_persons"
     fraction = anns[0]["area"] / (width * height)
-    if fraction <= MIN_AREA:
+    if fraction <= folders.MIN_AREA:
         return "too_small"
-    if fraction >= MAX_AREA:
+    if fraction >= folders.MAX_AREA:
         return "too_large"
     return "kept"
 
@@ -124,12 +122,12 @@ def select(coco_dir: Path, out: Path, val_fraction: float, reports: dict) -> lis
         print(f"loading {coco_dir / 'annotations' / f'instances_{source}.json'}", flush=True)
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its timings
             coco = COCO(str(coco_dir / "annotations" / f"instances_{source}.json"))
-        for image_id in sorted(coco.getImgIds(catIds=[PERSON])):
+        for image_id in sorted(coco.getImgIds(catIds=[folders.COCO_PERSON])):
             info = coco.imgs[image_id]
             split = splits[0] if len(splits) == 1 or not in_val(image_id, val_fraction) else splits[1]
             report = reports[split]
             report.person_images += 1
-            anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id, catIds=[PERSON], iscrowd=None))
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id, catIds=[folders.COCO_PERSON], iscrowd=None))
             reason = filter_reason(anns, info["width"], info["height"])
             if reason != "kept":
                 report.rejected[reason] += 1

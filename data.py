@@ -118,7 +118,9 @@ def _read_once(count: int, load, shapes: list, what: str, noun: str = "file") ->
     decoded = indexed.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors().cache()
     good = sum(1 for _ in decoded.map(lambda i, *arrays: i))  # fills the cache
     if failures:
-        log.warning("%s: skipped %d unreadable %s(s): %s", what, len(failures), noun, cli.listing(list(failures.values())))
+        log.warning(
+            "%s: skipped %d unreadable %s(s): %s", what, len(failures), noun, cli.listing(list(failures.values()))
+        )
     if not good:
         raise DataError(f"{what}: none of the {count} {noun}s could be read")
     return decoded, good

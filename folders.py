@@ -28,6 +28,13 @@ from tqdm import tqdm
 import cli
 import images
 
+# The original's filter of COCO: COCO's category id of a person, and the band of the person's
+# share of the photo's area, both bounds excluded. coco.py applies it and sample.py draws its
+# synthetic cases around it; they are here because a library module (sample.py) must not
+# import a script (coco.py).
+COCO_PERSON = 1
+MIN_AREA, MAX_AREA = 0.2, 0.7
+
 MANIFEST = "dataset.json"
 KINDS = (("images", ".jpg"), ("masks", ".png"))  # sub-folder and file type of a pair's two files
 WRITTEN = "written"  # the status a worker returns for a pair it wrote

@@ -29,14 +29,15 @@ from pycocotools import mask as mask_utils
 
 import cli
 import images
+from folders import COCO_PERSON, MAX_AREA, MIN_AREA
 
-PERSON = 1
 DISTRACTORS = {2: "bicycle", 3: "car", 18: "dog", 44: "bottle", 62: "chair", 64: "potted plant"}
-CATEGORIES = [{"id": PERSON, "name": "person", "supercategory": "person"}] + [
+CATEGORIES = [{"id": COCO_PERSON, "name": "person", "supercategory": "person"}] + [
     {"id": i, "name": n, "supercategory": "object"} for i, n in DISTRACTORS.items()
 ]
 SIZES = [(640, 480), (480, 640), (512, 384), (384, 512), (640, 427), (427, 640), (400, 400), (320, 480)]
-# Target person area fractions per reason (the filter keeps 0.2 < area < 0.7).
+# Target person area fractions per reason (the filter keeps MIN_AREA < area < MAX_AREA), MARGIN
+# away from its bounds.
 AREA_RANGES = {"kept": (0.215, 0.685), "too_small": (0.06, 0.185), "too_large": (0.715, 0.84)}
 # How often each case occurs; 'crowd_kept' is a lone crowd annotation inside the band (kept),
 # 'crowd_pair' a crowd annotation beside a person (several_persons).
@@ -174,10 +175,10 @@ def crowd_rle(rng, width, height, target) -> tuple[np.ndarray, dict] | None:
 
 
 def inside_band(area: float) -> str:
-    if area <= 0.2 + MARGIN:
-        return "low" if area < 0.2 - MARGIN else "edge"
-    if area >= 0.7 - MARGIN:
-        return "high" if area > 0.7 + MARGIN else "edge"
+    if area <= MIN_AREA + MARGIN:
+        return "low" if area < MIN_AREA - MARGIN else "edge"
+    if area >= MAX_AREA - MARGIN:
+        return "high" if area > MAX_AREA + MARGIN else "edge"
     return "in"
 
 
@@ -248,7 +249,7 @@ def make_image(rng, case, width, height):
         pal = colours(rng)
         for kind, p in parts:
             fill(photo, p, pal[kind], rng)
-        anns.append({"category_id": PERSON, "iscrowd": 0, **polygon_ann(parts)})
+        anns.append({"category_id": COCO_PERSON, "iscrowd": 0, **polygon_ann(parts)})
 
     def add_crowd(target):
         got = crowd_rle(rng, width, height, target)
@@ -256,7 +257,7 @@ def make_image(rng, case, width, height):
             return False
         mask, rle = got
         photo[mask > 0] = (photo[mask > 0] * 0.3 + rng.uniform(40, 200, 3) * 0.7).astype(np.uint8)
-        anns.append({"category_id": PERSON, "iscrowd": 1, "segmentation": rle})
+        anns.append({"category_id": COCO_PERSON, "iscrowd": 1, "segmentation": rle})
         return True
 
     if case in AREA_RANGES:

@@ -10,6 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 
 import coco
+import folders
 import images
 import sample
 
@@ -88,6 +89,17 @@ def test_filter_keeps_exactly_the_expected_images(sample_coco, built):
         want = Counter(r for r in expected[source].values() if r not in ("kept", "no_person"))
         assert got == want
         assert sum(reports[s].person_images for s in splits) == sum(r != "no_person" for r in expected[source].values())
+
+
+def test_the_sample_draws_its_cases_around_the_filters_band():
+    """sample.py's target areas sit MARGIN inside and outside the band coco.py filters by (one definition)."""
+    low, high = folders.MIN_AREA, folders.MAX_AREA
+    assert sample.AREA_RANGES["kept"] == pytest.approx((low + sample.MARGIN, high - sample.MARGIN))
+    assert sample.AREA_RANGES["too_small"][1] == pytest.approx(low - sample.MARGIN)
+    assert sample.AREA_RANGES["too_large"][0] == pytest.approx(high + sample.MARGIN)
+    assert [c["id"] for c in sample.CATEGORIES if c["name"] == "person"] == [folders.COCO_PERSON]
+    assert coco.filter_reason([{"area": low * 100}], 10, 10) == "too_small"
+    assert coco.filter_reason([{"area": high * 100}], 10, 10) == "too_large"
 
 
 def test_val_split_is_chosen_by_image_id(built):
