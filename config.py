@@ -63,7 +63,7 @@ class TrainConfig:
         "their training photos, as one merged folder)",
         metavar="W",
     )
-    image_size: int = option(128, "height and width of the model's input, a multiple of 32")
+    image_size: int = option(images.DEFAULT_SIZE, "height and width of the model's input, a multiple of 32")
     filter_scale: float = option(
         1.0, "multiplies every block's filter count (1.0: the original; 0.5, 0.25: ~1/4, ~1/16 the compute)"
     )

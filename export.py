@@ -24,6 +24,7 @@ import cli
 if __name__ == "__main__":  # run as a script: first, before TensorFlow is imported (see cli.quiet_tensorflow)
     cli.quiet_tensorflow()
 
+import images
 import inference
 import serving
 
@@ -43,7 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--out", required=True, help="the folder (saved_model) or file (.tflite, .onnx) to write")
     parser.add_argument(
-        "--size", type=int, default=None, help="model input size, a multiple of 32 (default: the model's, else its run's, else 128)"
+        "--size",
+        type=int,
+        default=None,
+        help=f"model input size, a multiple of 32 (default: the model's, else its run's, else {images.DEFAULT_SIZE})",
     )
     parser.add_argument(
         "--no-guided-filter",

@@ -50,7 +50,10 @@ def add_output_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     """The options every converter has: --out, --size, --workers, --overwrite (checked by ``check_output_arguments``)."""
     parser.add_argument("--out", default=out, help="output folder for train/, val/, test/")
     parser.add_argument(
-        "--size", type=int, default=128, help="output height and width, a multiple of 32; 0 keeps each photo's size"
+        "--size",
+        type=int,
+        default=images.DEFAULT_SIZE,
+        help="output height and width, a multiple of 32; 0 keeps each photo's size",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
     parser.add_argument(

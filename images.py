@@ -34,6 +34,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # The U-net pools five times, so the sizes it takes (and the dataset folders are written at)
 # are multiples of 2**5.
 SIZE_MULTIPLE = 32
+# The original's input size, 128x128: the default of train.py's --image-size and of the
+# converters' --size, and the size inference squashes to for a model that takes any size.
+DEFAULT_SIZE = 128
 
 
 def check_size(value, name: str = "size", allow_zero: bool = False) -> None:

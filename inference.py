@@ -22,8 +22,6 @@ import numpy as np
 import images
 import metrics
 
-DEFAULT_SIZE = 128  # the original's input size, for models that accept any size
-
 
 class ModelError(ValueError):
     """A --model that is missing, not a Keras model, or has the wrong shapes."""
@@ -89,12 +87,12 @@ def trained_size(path: str | Path) -> int | None:
 
 def model_size(model, size: int | None = None, path: str | Path | None = None) -> int:
     """The input size to use: ``size`` if given, else the model's fixed size, else the size it
-    was trained at (a run folder's config.json beside ``path``), else 128."""
+    was trained at (a run folder's config.json beside ``path``), else ``images.DEFAULT_SIZE`` (128)."""
     height, width = model.inputs[0].shape[1:3]
     if size is None:
         if height is not None and height == width:
             return height
-        return (trained_size(path) if path is not None else None) or DEFAULT_SIZE
+        return (trained_size(path) if path is not None else None) or images.DEFAULT_SIZE
     try:
         images.check_size(size, "--size")
     except ValueError as e:
@@ -111,7 +109,7 @@ class Predictor:
     which dominates the time of a single small image.
     """
 
-    def __init__(self, model, image_size: int = DEFAULT_SIZE):
+    def __init__(self, model, image_size: int = images.DEFAULT_SIZE):
         import tensorflow as tf
 
         self.model, self.image_size = model, image_size

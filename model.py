@@ -20,7 +20,7 @@ if __name__ == "__main__":  # run as a script: first, before TensorFlow is impor
 import keras
 from keras import layers, ops
 
-from images import check_size
+from images import DEFAULT_SIZE, check_size
 from metrics import PACKAGE, make_metrics
 from model_parts import DownSample, UpSample
 
@@ -279,7 +279,7 @@ def main(argv=None) -> None:
         description="Print the U-net's layer-by-layer summary.",
         formatter_class=cli.HelpFormatter,
     )
-    parser.add_argument("--image-size", type=int, default=128, help="height and width, a multiple of 32")
+    parser.add_argument("--image-size", type=int, default=DEFAULT_SIZE, help="height and width, a multiple of 32")
     args = parser.parse_args(argv)
     try:
         check_size(args.image_size, "--image-size")

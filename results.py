@@ -149,7 +149,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--size",
         type=int,
         default=None,
-        help="model input size, a multiple of 32 (default: the model's, else its run's, else 128)",
+        help=f"model input size, a multiple of 32 (default: the model's, else its run's, else {images.DEFAULT_SIZE})",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="photos (or video frames) per forward pass")
     parser.add_argument("--figure-rows", type=int, default=12, help="at most this many photos in the figure")
