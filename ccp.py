@@ -132,7 +132,7 @@ class SplitReport(folders.SplitReport):
 def write_pair(task: Task, size: int, person: np.ndarray) -> tuple[str, str]:
     """Reads one photo and label map, squashes and writes them; returns (status, detail).
 
-    status is 'written', 'empty_mask' or a problem from PROBLEMS. Runs in a worker process.
+    status is ``folders.WRITTEN``, ``EMPTY`` or a problem from PROBLEMS. Runs in a worker process.
     """
     if not task.photo.is_file():
         return "missing_photo", f"{task.photo}: not found (its label map is {task.label_map})"

@@ -37,7 +37,6 @@ COCO_SPLITS = {"train2017": ("train", "val"), "val2017": ("test",)}  # source ->
 MANIFEST = folders.MANIFEST
 DatasetError = folders.DatasetError  # an expected problem with the input: main() prints one line, exit 2
 REASONS = ("several_persons", "too_small", "too_large")  # why a person image is rejected
-PROBLEMS = ("missing_file", "unreadable", "size_mismatch")  # why a kept image is not written
 
 
 def filter_reason(anns: list[dict], width: int, height: int) -> str:
@@ -92,7 +91,8 @@ def person_mask(ann: dict, width: int, height: int) -> np.ndarray:
 def write_pair(task: Task, size: int) -> tuple[str, str]:
     """Reads, squashes and writes one image and its mask; returns (status, detail).
 
-    status is 'written' or a problem from PROBLEMS. Runs in a worker process.
+    status is ``folders.WRITTEN`` or the problem: 'missing_file', 'unreadable' or 'size_mismatch'.
+    Runs in a worker process.
     """
     if not task.source.is_file():
         return "missing_file", str(task.source)
@@ -112,7 +112,7 @@ def write_pair(task: Task, size: int) -> tuple[str, str]:
     # The mask first: a pair counts as done only when the image exists too.
     images.write_atomic(task.mask, images.encode(mask * 255, ".png"))
     images.write_atomic(task.image, images.encode(photo, ".jpg", quality=95))
-    return "written", ""
+    return folders.WRITTEN, ""
 
 
 def select(coco_dir: Path, out: Path, val_fraction: float, reports: dict) -> list[Task]:
