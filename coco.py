@@ -34,8 +34,6 @@ import images
 
 COCO_URL = "https://cocodataset.org/#download"
 COCO_SPLITS = {"train2017": ("train", "val"), "val2017": ("test",)}  # source -> output splits
-MANIFEST = folders.MANIFEST
-DatasetError = folders.DatasetError  # an expected problem with the input: main() prints one line, exit 2
 REASONS = ("several_persons", "too_small", "too_large")  # why a person image is rejected
 
 
@@ -150,12 +148,12 @@ def select(coco_dir: Path, out: Path, val_fraction: float, reports: dict) -> lis
 
 
 def check_coco_dir(coco_dir: Path) -> None:
-    """Raises DatasetError naming the first missing COCO file or folder."""
+    """Raises folders.DatasetError naming the first missing COCO file or folder."""
     needed = [coco_dir / "annotations" / f"instances_{s}.json" for s in COCO_SPLITS]
     needed += [coco_dir / s for s in COCO_SPLITS]
     for path in needed:
         if not path.exists():
-            raise DatasetError(
+            raise folders.DatasetError(
                 f"{path} not found: download COCO 2017 (2017 Train images, 2017 Val images, "
                 f"2017 Train/Val annotations) from {COCO_URL} and unzip them so that "
                 f"{coco_dir} holds annotations/, train2017/ and val2017/"
@@ -228,7 +226,7 @@ def main(argv=None) -> int:
                 print(f"writing the built-in sample to {coco_dir}", flush=True)
                 sample.write_sample(coco_dir, seed=args.seed)
         reports = build(args)
-    except DatasetError as e:
+    except folders.DatasetError as e:
         cli.error("coco.py", str(e))
         return 2
     print_report(reports)

@@ -25,6 +25,7 @@ if __name__ == "__main__":  # run as a script: first, before TensorFlow is impor
 import tensorflow as tf
 
 import augmentation
+import folders
 import images
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,14 @@ HOW_TO_BUILD = (
 )
 
 
-class DataError(ValueError):
-    """A split folder that is missing, empty or inconsistent; the message says what to do."""
-
-
 def _image_files(folder: Path) -> dict[str, Path]:
     """The image files of a folder by stem (``images.list_images``); a repeated stem is an error."""
     files = {}
     for path in images.list_images(folder):
         if path.stem in files:
-            raise DataError(f"{folder}: two files with the stem {path.stem!r}: {files[path.stem].name} and {path.name}")
+            raise folders.DatasetError(
+                f"{folder}: two files with the stem {path.stem!r}: {files[path.stem].name} and {path.name}"
+            )
         files[path.stem] = path
     return files
 
@@ -55,19 +54,19 @@ def find_pairs(split_dir: str | Path) -> tuple[list[str], list[str]]:
         (image_paths, mask_paths), sorted by stem.
 
     Raises:
-        DataError: a folder is missing or empty, or some files have no partner (listed).
+        folders.DatasetError: a folder is missing or empty, or some files have no partner (listed).
     """
     split_dir = Path(split_dir)
     for folder in (split_dir, split_dir / "images", split_dir / "masks"):
         if not folder.is_dir():
-            raise DataError(f"{folder} not found: {HOW_TO_BUILD}")
+            raise folders.DatasetError(f"{folder} not found: {HOW_TO_BUILD}")
     photos, masks = _image_files(split_dir / "images"), _image_files(split_dir / "masks")
     if not photos:
-        raise DataError(f"no images in {split_dir / 'images'}: {HOW_TO_BUILD}")
+        raise folders.DatasetError(f"no images in {split_dir / 'images'}: {HOW_TO_BUILD}")
     lonely_photos = sorted(photos[s].name for s in photos.keys() - masks.keys())
     lonely_masks = sorted(masks[s].name for s in masks.keys() - photos.keys())
     if lonely_photos or lonely_masks:
-        raise DataError(
+        raise folders.DatasetError(
             f"{split_dir}: every image needs a mask with the same file stem; "
             f"images without a mask: {cli.listing(lonely_photos) or 'none'}; "
             f"masks without an image: {cli.listing(lonely_masks) or 'none'}"
@@ -122,7 +121,7 @@ def _read_once(count: int, load, shapes: list, what: str, noun: str = "file") ->
             "%s: skipped %d unreadable %s(s): %s", what, len(failures), noun, cli.listing(list(failures.values()))
         )
     if not good:
-        raise DataError(f"{what}: none of the {count} {noun}s could be read")
+        raise folders.DatasetError(f"{what}: none of the {count} {noun}s could be read")
     return decoded, good
 
 
@@ -155,14 +154,14 @@ def load_backgrounds(folder: str | Path, image_size: int) -> tf.data.Dataset:
     """Photos without people (train.py --backgrounds), read once into a cache of (size, size, 3) uint8 squashes.
 
     Raises:
-        DataError: the folder is missing or holds no readable photo.
+        folders.DatasetError: the folder is missing or holds no readable photo.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"--backgrounds {folder}: no such folder (give a folder of photos without people)")
+        raise folders.DatasetError(f"--backgrounds {folder}: no such folder (give a folder of photos without people)")
     paths = images.list_images(folder, recursive=True)
     if not paths:
-        raise DataError(f"--backgrounds {folder}: no photos ({', '.join(images.IMAGE_EXTENSIONS)}) in it")
+        raise folders.DatasetError(f"--backgrounds {folder}: no photos ({', '.join(images.IMAGE_EXTENSIONS)}) in it")
     decoded, good = _read_once(
         len(paths), lambda i: (images.load_photo(paths[i], image_size),), [[image_size, image_size, 3]], str(folder)
     )
@@ -301,7 +300,7 @@ def main(argv=None) -> int:
     for split in args.splits:
         try:
             s = split_stats(split)
-        except DataError as e:
+        except folders.DatasetError as e:
             cli.error("data.py", str(e))
             status = 2
             continue

@@ -71,8 +71,13 @@ def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Names
         parser.error(f"--workers must be at least 1. Received: {args.workers}")
 
 
-class DatasetError(Exception):
-    """An expected problem with the user's input; a converter prints it as one line, exit 2."""
+class DatasetError(ValueError):
+    """The dataset on disk is wrong; the message names the file or folder and says what to do.
+
+    The one error for it: a converter's source (a COCO folder, a release, folders of photos
+    and masks) and the split folders that training and evaluation read (data.py: missing,
+    empty, photos without masks). A script prints it as one line and exits with 2.
+    """
 
 
 @dataclass

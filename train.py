@@ -34,6 +34,7 @@ import tensorflow as tf
 
 import data
 import figures
+import folders
 import hardware
 import images
 import inference
@@ -199,17 +200,17 @@ class Datasets:
 
 def make_datasets(config: TrainConfig, epochs_done: int) -> Datasets:
     """The training and validation pipelines; a resumed run draws new shuffles from its epoch."""
-    seed, folders = config.seed + epochs_done, [Path(d) for d in config.data_dir]
+    seed, data_dirs = config.seed + epochs_done, [Path(d) for d in config.data_dir]
     crop_size = config.crop_from or config.image_size
     try:
-        sources = [data.load_split(d / "train", crop_size) for d in folders]
+        sources = [data.load_split(d / "train", crop_size) for d in data_dirs]
         val = {
             name: data.make_dataset(d / "val", config.image_size, config.batch_size)
-            for name, d in zip(config.source_names, folders, strict=True)
+            for name, d in zip(config.source_names, data_dirs, strict=True)
         }
         backgrounds = data.load_backgrounds(config.backgrounds, crop_size) if config.backgrounds else None
         cutouts = data.load_split(Path(config.cutouts) / "train", crop_size) if config.cutouts else None
-    except data.DataError as e:
+    except folders.DatasetError as e:
         raise TrainError(str(e)) from None
 
     def batches(seed: int) -> tf.data.Dataset:

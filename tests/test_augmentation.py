@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import augmentation
 import data
+import folders
 from conftest import write_split
 
 
@@ -214,5 +215,5 @@ def test_composites_and_cutouts_in_the_stream(tmp_path):
     a, b = next(iter(plain)), next(iter(mixed))
     assert a[0].shape == b[0].shape == (16, 32, 32, 3) and set(np.unique(b[1])) <= {0.0, 1.0}
     assert not np.array_equal(a[1], b[1])
-    with pytest.raises(data.DataError, match="no such folder"):
+    with pytest.raises(folders.DatasetError, match="no such folder"):
         data.load_backgrounds(tmp_path / "nowhere", 32)

@@ -151,7 +151,7 @@ def test_rerun_is_a_no_op(sample_coco, built):
     coco_dir, _ = sample_coco
     out, first = built
     files = sorted(out.rglob("*.*"))
-    before = {p: p.stat().st_mtime_ns for p in files if p.name != coco.MANIFEST}
+    before = {p: p.stat().st_mtime_ns for p in files if p.name != folders.MANIFEST}
     reports = build(coco_dir, out)
     assert sum(r.written for r in reports.values()) == 0
     assert sum(r.skipped for r in reports.values()) == sum(r.kept for r in first.values())

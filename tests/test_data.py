@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import data
+import folders
 import images
 from conftest import write_split
 
@@ -59,7 +60,7 @@ def test_unmatched_files_are_an_error_that_lists_them(tmp_path):
     split = write_split(tmp_path / "train", n=3)
     (split / "masks" / "img001.png").unlink()
     cv2.imwrite(str(split / "masks" / "stray.png"), np.zeros((8, 8), np.uint8))
-    with pytest.raises(data.DataError, match=r"without a mask: img001\.jpg.*without an image: stray\.png"):
+    with pytest.raises(folders.DatasetError, match=r"without a mask: img001\.jpg.*without an image: stray\.png"):
         data.make_dataset(split)
 
 
@@ -70,14 +71,14 @@ def test_missing_folder_says_how_to_build_it(tmp_path, remove):
         for path in (split / remove).iterdir():
             path.unlink()
         (split / remove).rmdir()
-    with pytest.raises(data.DataError, match=r"not found: build it with `python coco.py"):
+    with pytest.raises(folders.DatasetError, match=r"not found: build it with `python coco.py"):
         data.make_dataset(split)
 
 
 def test_empty_folder_is_an_error(tmp_path):
     (tmp_path / "train" / "images").mkdir(parents=True)
     (tmp_path / "train" / "masks").mkdir()
-    with pytest.raises(data.DataError, match=r"no images in .*train/images"):
+    with pytest.raises(folders.DatasetError, match=r"no images in .*train/images"):
         data.make_dataset(tmp_path / "train")
 
 
