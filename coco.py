@@ -31,6 +31,7 @@ from pycocotools.coco import COCO
 import cli
 import folders
 import images
+import sample
 
 COCO_URL = "https://cocodataset.org/#download"
 COCO_SPLITS = {"train2017": ("train", "val"), "val2017": ("test",)}  # source -> output splits
@@ -217,8 +218,6 @@ def main(argv=None) -> int:
     cli.print_config("coco.py", vars(args))
     try:
         if args.sample:
-            import sample  # only needed here
-
             coco_dir = Path(args.coco_dir)
             if args.overwrite or not all(
                 (coco_dir / "annotations" / f"instances_{s}.json").exists() for s in COCO_SPLITS

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from matplotlib.colors import to_rgb
 
 import images
 
@@ -36,8 +37,6 @@ def parse_background(value: str | None, base: Path = Path(".")):
             rgb = ()
         if len(rgb) == 3 and all(0 <= v <= 255 for v in rgb):
             return rgb
-    from matplotlib.colors import to_rgb
-
     try:
         return tuple(round(255 * c) for c in to_rgb(value))
     except ValueError:

@@ -14,8 +14,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 import compose
+import data
 import images
 
 CURVES = ("loss", "accuracy", "seed_iou", "iou")  # the metrics of history.csv, each a panel
@@ -26,11 +28,9 @@ DPI = 80
 def new_figure(figsize: tuple, show: bool = False):
     """A matplotlib Figure: a pyplot one only when it is to be shown in a window."""
     if show:
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # only to show: importing pyplot picks a GUI backend
 
         return plt.figure(figsize=figsize)
-    from matplotlib.figure import Figure
-
     return Figure(figsize=figsize)
 
 
@@ -41,7 +41,7 @@ def finish(fig, path: str | Path | None, show: bool = False):
         fig.savefig(buffer, dpi=DPI, format="png")
         images.write_atomic(path, buffer.getvalue())
     if show:
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # only to show: importing pyplot picks a GUI backend
 
         plt.show()
         plt.close(fig)
@@ -102,8 +102,6 @@ def plot_split(predictor, split_dir: str | Path, path: str | Path | None = None,
         path: PNG file to write.
         rows: at most this many photos.
     """
-    import data
-
     photos, masks = [], []
     for image_path, mask_path in zip(*data.find_pairs(split_dir), strict=True):
         if len(photos) == rows:

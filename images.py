@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from isal import isal_zlib
+from PIL import Image
 
 # What coco.py writes and results.py looks for when it walks a folder.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -262,8 +263,6 @@ def _encode_webp(image: np.ndarray) -> bytes:
     transparent pixels is not kept (that is most of the saving over PNG). OpenCV's WebP
     encoder has no effort setting and takes several times longer for the same file.
     """
-    from PIL import Image
-
     buffer = io.BytesIO()
     try:
         Image.fromarray(image).save(buffer, "WEBP", lossless=True, quality=0, method=0)

@@ -17,8 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
 
+import data
 import images
 import metrics
 
@@ -33,8 +37,6 @@ def as_float32(model):
     A model trained under a mixed-precision policy keeps that policy when it is saved and
     reloaded, and would predict in bfloat16 (emulated, and slow, on most CPUs) or float16.
     """
-    import keras
-
     if all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
     config = model.get_config()
@@ -51,8 +53,6 @@ def load_model(path: str | Path):
     Raises:
         ModelError: one line naming the file and what is wrong.
     """
-    import keras
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"--model {path}: no such file")
@@ -110,17 +110,14 @@ class Predictor:
     """
 
     def __init__(self, model, image_size: int = images.DEFAULT_SIZE):
-        import tensorflow as tf
-
         self.model, self.image_size = model, image_size
-        self._tf = tf
         self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """(n, size, size, 3) uint8 or [0, 1] float -> (n, size, size) float32 probabilities."""
-        x = self._tf.convert_to_tensor(batch)
-        if x.dtype == self._tf.uint8:
-            x = self._tf.cast(x, self._tf.float32) / 255.0
+        x = tf.convert_to_tensor(batch)
+        if x.dtype == tf.uint8:
+            x = tf.cast(x, tf.float32) / 255.0
         return self._forward(x).numpy()[..., 0].astype(np.float32)
 
 
@@ -172,8 +169,6 @@ def cut_out_photos(
         (rows, failures): per written photo a dict with 'name', 'photo' (thumbnail) and
         'prob' (model-size probabilities); and one message per photo that failed.
     """
-    from tqdm import tqdm
-
     rows, failures = [], []
 
     def finish(i: int, write, row: dict) -> None:
@@ -216,10 +211,6 @@ def evaluate(predictor: Predictor, split_dir: str | Path, batch_size: int = 32) 
         {'accuracy', 'iou', 'seed_iou', 'images', 'per_image'}: 'per_image' lists
         (image path, mask path, iou) for every photo scored, in the split's order.
     """
-    import keras
-
-    import data
-
     image_paths, mask_paths = data.find_pairs(split_dir)
     dataset = data.make_dataset(split_dir, predictor.image_size, batch_size, with_index=True)
     accuracy, _, iou = metrics.make_metrics()

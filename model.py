@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import types
 
 import cli
 
@@ -18,6 +19,7 @@ if __name__ == "__main__":  # run as a script: first, before TensorFlow is impor
     cli.quiet_tensorflow()
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from images import DEFAULT_SIZE, check_size
@@ -175,8 +177,6 @@ def compile_unet(
 
 def _fused_batchnorm_call(self, inputs, training=None, mask=None):
     """BatchNormalization.call with TensorFlow's fused kernel (see ``use_fused_batchnorm``)."""
-    import tensorflow as tf
-
     if mask is not None:
         return type(self).call(self, inputs, training=training, mask=mask)
     gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
@@ -216,8 +216,6 @@ def use_fused_batchnorm(model: keras.Model) -> int:
     Returns:
         How many layers were switched (0 unless the backend is TensorFlow).
     """
-    import types
-
     if keras.backend.backend() != "tensorflow":
         return 0
     switched = 0

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 import images
 
@@ -201,8 +202,6 @@ def process_video(
     Raises:
         VideoError: naming the file that cannot be read or written; nothing is left at ``output``.
     """
-    from tqdm import tqdm
-
     smoother = AlphaSmoother(smooth)
     capture, info = open_video(path)
     bar = tqdm(total=info.frames or None, desc=Path(path).name, unit="frame", disable=None if progress else True)

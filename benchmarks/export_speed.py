@@ -29,6 +29,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import keras
+import numpy as np
+
+import hardware
+import images
+import inference
+import model as unet
+import serving
 from benchmarks.results_speed import alternate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,13 +53,6 @@ def models_to_measure(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Pa
     An untrained U-net gets its BatchNorm statistics from generated photos, so that its
     probabilities spread over (0, 1) and the alpha differences mean something.
     """
-    import keras
-    import numpy as np
-
-    import images
-    import model as unet
-    import serving
-
     if args.model and not args.filter_scales:
         return [(args.model, Path(args.model))]
     photos = np.stack([images.squash(serving.sample_photo(200 + 40 * i, 300, seed=i), 128) for i in range(4)])
@@ -68,9 +69,6 @@ def models_to_measure(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Pa
 
 def runners(model_path: Path, out: Path) -> tuple[dict, dict, int, str]:
     """{name: photo -> alpha} for Keras and each exportable format, {name: MB}, input size, skipped formats."""
-    import inference
-    import serving
-
     model = inference.load_model(model_path)
     size = inference.model_size(model)
     predictor = inference.Predictor(model, size)
@@ -91,8 +89,6 @@ def runners(model_path: Path, out: Path) -> tuple[dict, dict, int, str]:
 
 def differences(found: dict, photos: list) -> dict:
     """{name: largest |alpha - Keras path's alpha|} over the photos."""
-    import numpy as np
-
     worst = {}
     for photo in photos:
         reference = found["keras"](photo).astype(np.int16)
@@ -103,8 +99,6 @@ def differences(found: dict, photos: list) -> dict:
 
 def measure(label: str, model_path: Path, out: Path, rounds: int) -> list[str]:
     """The markdown table rows of one model."""
-    import serving
-
     found, sizes, size, skipped = runners(model_path, out)
     big = serving.sample_photo(*FULL_HD, seed=1)
     small = serving.sample_photo(size, size, seed=2)
@@ -137,8 +131,6 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=15, help="timed calls per runtime and photo size")
     args = parser.parse_args(argv)
     command = " ".join(["python -m benchmarks.export_speed", *(sys.argv[1:] if argv is None else argv)])
-
-    import hardware
 
     cpu = hardware.cpu_info()
     print(f"benchmark: {command}")

@@ -24,7 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+import data
 import hardware
+import model as unet
 
 ROOT = Path(__file__).resolve().parents[1]  # the benchmark's child processes run from here, as it does
 
@@ -46,14 +53,8 @@ def measure_training(
     options: dict, image_size: int, batch_size: int, steps: int, warmup: int, filter_scale: float
 ) -> dict:
     """Images/s of model.fit steps on random data already in memory (no input cost)."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    if options.get("inter_op"):
+    if options.get("inter_op"):  # before the runtime starts: this process has run no operation yet
         tf.config.threading.set_inter_op_parallelism_threads(options["inter_op"])
-    import model as unet
-
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if options.get("mixed_precision") else "float32")
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -79,9 +80,6 @@ def measure_training(
 
 def write_jpeg_split(root: Path, n: int, size: int) -> Path:
     """n random photo-like JPEGs (640x480) with masks: the input pipeline's worst case."""
-    import cv2
-    import numpy as np
-
     rng = np.random.default_rng(0)
     for kind in ("images", "masks"):
         (root / kind).mkdir(parents=True, exist_ok=True)
@@ -95,8 +93,6 @@ def write_jpeg_split(root: Path, n: int, size: int) -> Path:
 
 def measure_pipeline(split: Path, image_size: int, batch_size: int, batches: int) -> dict:
     """Images/s of data.py's pipeline: the first (decoding) pass, then cached passes."""
-    import data
-
     start = time.perf_counter()
     pairs = data.load_split(split, image_size)  # decodes and caches every pair
     first = time.perf_counter() - start
