@@ -412,18 +412,46 @@ def test_an_existing_run_name_is_never_overwritten(tiny_data, tmp_path, capsys):
 # ---------------------------------------------------------------------------- improved-recipe options
 
 
-def test_improved_recipe_options_take_effect(tiny_data, tmp_path):
+class BatchNormSpy(keras.callbacks.Callback):
+    """Records, at the end of training, which BatchNormalization layers run the fused kernel."""
+
+    def on_train_end(self, logs=None):
+        norms = [layer for layer in self.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        self.fused = [getattr(n.call, "__func__", None) is unet._fused_batchnorm_call for n in norms]
+
+
+def test_improved_recipe_options_take_effect(tiny_data, tmp_path, monkeypatch):
+    recalibrate, recalibrated = unet.recalibrate_batchnorm, []
+
+    def spy(model, batches):  # --precise-bn: what train.Validation re-estimated, epoch by epoch
+        recalibrated.append(recalibrate(model, batches))
+        statistics = {v.path: keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables}
+        recalibrated.append({path: value for path, value in statistics.items() if "moving_" in path})
+        return recalibrated[-2]
+
+    monkeypatch.setattr(unet, "recalibrate_batchnorm", spy)
     config = tiny_config(
         tiny_data, tmp_path, name="i", epochs=3, augment=True, loss="bce_dice", schedule="cosine",
         warmup_steps=2, mixed_precision="force", fused_batchnorm=True, precise_bn=2,
     )  # fmt: skip
-    summary = train.train(config)
+    batchnorm = BatchNormSpy()
+    summary = train.train(config, callbacks=[batchnorm])
     rates = [float(r["learning_rate"]) for r in history(tmp_path / "i")]
     assert rates[-1] == pytest.approx(0.0, abs=1e-9) and rates[0] > rates[1] > 0  # the cosine reaches 0
     model = keras.saving.load_model(tmp_path / "i" / "best.keras")
     assert model.loss.__name__ == "bce_dice"
     assert model.get_layer("down1_conv1").dtype_policy.name == "mixed_bfloat16"  # forced
     assert summary.test["images"] == 4
+    # --fused-batchnorm: every BatchNormalization layer of the trained model ran TensorFlow's fused kernel.
+    assert len(batchnorm.fused) == 20 and all(batchnorm.fused)
+    # --precise-bn 2: before each of the 3 validations, the statistics were re-estimated on 2 batches,
+    # and the checkpoint written after the last one holds the re-estimated statistics.
+    assert recalibrated[::2] == [2, 2, 2]
+    last = keras.saving.load_model(tmp_path / "i" / "last.keras")
+    saved = {v.path: keras.ops.convert_to_numpy(v) for v in last.non_trainable_variables if "moving_" in v.path}
+    assert saved.keys() == recalibrated[-1].keys() and len(saved) == 40
+    for path, value in saved.items():
+        np.testing.assert_allclose(value, recalibrated[-1][path], rtol=1e-6, err_msg=path)
 
 
 def test_augment_changes_the_training_batches_only(tiny_data, tmp_path):
