@@ -242,6 +242,9 @@ def main(argv=None) -> int:
     except folders.DatasetError as e:
         cli.error("ccp.py", str(e))
         return 2
+    except images.WriteError as e:  # e.g. a full disk: the next pair would not fit either
+        cli.error("ccp.py", str(e))
+        return 1
     print_report(reports)
     written = sum(r.written for r in reports.values())
     there = sum(r.skipped for r in reports.values())

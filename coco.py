@@ -228,6 +228,9 @@ def main(argv=None) -> int:
     except folders.DatasetError as e:
         cli.error("coco.py", str(e))
         return 2
+    except images.WriteError as e:  # e.g. a full disk: the next pair would not fit either
+        cli.error("coco.py", str(e))
+        return 1
     print_report(reports)
     kept = sum(r.kept for r in reports.values())
     print(f"done: {kept} images kept, folders in {args.out}/{{train,val,test}}")

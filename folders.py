@@ -141,11 +141,17 @@ def prepare(out: Path, splits: Iterable[str], settings: dict, pairs: list[Pair],
 
     Call it after ``check_manifest`` and after the pairs are chosen, so that a run that
     fails on its input leaves an existing output folder as it was.
+
+    Raises:
+        images.WriteError: a folder or the manifest that cannot be written.
     """
     splits = list(splits)
     for split in splits:
         for kind, _ in KINDS:
-            (out / split / kind).mkdir(parents=True, exist_ok=True)
+            try:
+                (out / split / kind).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise images.WriteError.of(f"{out / split / kind}/", e) from None
             images.remove_stale_tmp(out / split / kind)
     if overwrite:
         prune(out, splits, pairs)

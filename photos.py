@@ -244,6 +244,9 @@ def main(argv=None) -> int:
     except folders.DatasetError as e:
         cli.error("photos.py", str(e))
         return 2
+    except images.WriteError as e:  # e.g. a full disk: the next pair would not fit either
+        cli.error("photos.py", str(e))
+        return 1
     print_report(reports, notes, args.invert)
     written = sum(r.written for r in reports.values())
     there = sum(r.skipped for r in reports.values())

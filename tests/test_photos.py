@@ -1,6 +1,9 @@
 """photos.py on folders of generated photos and masks: every kind of mask, every reason to skip."""
 
+import errno
 import json
+import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -211,6 +214,36 @@ def test_bad_folders_are_one_line_errors(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("photos.py: error:") and message in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "case, out, message",
+    [
+        ("full disk", "out", r"cannot write {tmp}/out/(train|val|test)/masks/one\.png: No space left on device"),
+        ("a file in the way", "notes.txt/out", r"cannot write {tmp}/notes.txt/out/train/images/: Not a directory"),
+    ],
+)
+def test_a_write_that_fails_stops_with_one_line(tmp_path, monkeypatch, capsys, case, out, message):
+    write(tmp_path / "photos" / "one.jpg", smooth_photo(HEIGHT, WIDTH, 1))
+    write(tmp_path / "masks" / "one.png", (person(HEIGHT, WIDTH) * 255).astype(np.uint8))
+    (tmp_path / "notes.txt").write_text("mine")
+    if case == "full disk":  # the manifest is written, then the disk is full: the mask half written
+        write_bytes = Path.write_bytes
+
+        def full(path, data):
+            if not path.name.startswith(".one.png"):
+                return write_bytes(path, data)
+            write_bytes(path, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(Path, "write_bytes", full)
+    argv = ["--photos", tmp_path / "photos", "--masks", tmp_path / "masks", "--out", tmp_path / out]
+    assert convert(*argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.fullmatch("photos.py: error: " + message.format(tmp=re.escape(str(tmp_path))), err[0])
+    if case == "full disk":  # nothing but the manifest: no partial mask, no temporary file
+        assert [p.name for p in (tmp_path / out).rglob("*") if p.is_file()] == ["dataset.json"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_bad_size_is_an_argument_error(capsys):
