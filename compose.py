@@ -137,10 +137,15 @@ def guided_alpha(
     return cv2.add(q, b, dtype=cv2.CV_8U)  # rounds and saturates to 0..255
 
 
-def person_alpha(photo: np.ndarray, prob: np.ndarray, hard: bool = False, guided: bool = True) -> np.ndarray:
-    """The alpha results.py cuts a photo out with: ``guided_alpha``, or with ``guided`` False ``alpha_map``."""
+def person_alpha(
+    photo: np.ndarray, prob: np.ndarray, hard: bool = False, guided: bool = True, squashed: np.ndarray | None = None
+) -> np.ndarray:
+    """The alpha results.py cuts a photo out with: ``guided_alpha``, or with ``guided`` False ``alpha_map``.
+
+    ``squashed``: the photo as the model saw it, if the caller has it (else squashed here).
+    """
     if guided:
-        return guided_alpha(photo, prob, hard)
+        return guided_alpha(photo, prob, hard, squashed)
     return alpha_map(prob, *photo.shape[:2], hard)
 
 
@@ -256,7 +261,13 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def cutout(
-    photo: np.ndarray, prob: np.ndarray, hard: bool = False, background=None, refine: bool = True, guided: bool = True
+    photo: np.ndarray,
+    prob: np.ndarray,
+    hard: bool = False,
+    background=None,
+    refine: bool = True,
+    guided: bool = True,
+    squashed: np.ndarray | None = None,
 ) -> np.ndarray:
     """The person cut out of ``photo``: RGBA, or RGB on ``background`` when one is given.
 
@@ -269,8 +280,9 @@ def cutout(
             instead of the photo's, which still holds some of the old background.
         guided: the alpha's edges follow the photo's (``guided_alpha``); False: the
             probabilities upsampled (``alpha_map``).
+        squashed: the photo as the model saw it, if the caller has it (the guided filter's grid).
     """
-    alpha = person_alpha(photo, prob, hard, guided)
+    alpha = person_alpha(photo, prob, hard, guided, squashed)
     colour = estimate_foreground(photo, alpha) if refine else photo
     if background is None:
         rgba = cv2.cvtColor(colour, cv2.COLOR_RGB2RGBA)  # one pass, where np.dstack takes several

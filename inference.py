@@ -111,7 +111,9 @@ class Predictor:
 
     def __init__(self, model, image_size: int = images.DEFAULT_SIZE):
         self.model, self.image_size = model, image_size
-        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        # One trace for every batch size: a folder's last, smaller batch is not traced again.
+        spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32)
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """(n, size, size, 3) uint8 or [0, 1] float -> (n, size, size) float32 probabilities."""
@@ -146,28 +148,30 @@ def cut_out_photos(
     predictor: Predictor,
     photos: list[Path],
     outputs: list[Path],
-    render: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    render: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     batch_size: int = 8,
     progress: bool = True,
+    thumbnails: bool = False,
 ) -> tuple[list[dict], list[str]]:
-    """Predicts every photo in batches and writes ``render(photo, prob)`` to its output file.
+    """Predicts every photo in batches and writes ``render(photo, prob, squashed)`` to its output file.
 
     Photos are read in a background thread while the model runs, and encoded and written in
-    another while the next photo is composed (encoding a PNG takes longer than the rest);
-    only thumbnails are kept, so a folder of large photos does not fill the memory.
+    another while the next photo is composed, so that on two cores the three overlap; at
+    most two full-size results wait in memory, so a folder of large photos does not fill it.
 
     Args:
         predictor: the model.
         photos: photo files; outputs: one file per photo (its suffix picks the format).
-        render: (full-size RGB photo, probability map) -> the image to write, e.g.
-            ``compose.cutout`` (RGBA with clean edges) or
-            ``lambda photo, prob: compose.alpha_map(prob, *photo.shape[:2])`` (the mask).
+        render: (full-size RGB photo, probability map, the photo as the model saw it) -> the
+            image to write, e.g. ``compose.cutout`` (RGBA with clean edges) or
+            ``compose.person_alpha`` (the alpha).
         batch_size: photos per forward pass.
         progress: show a progress bar.
+        thumbnails: keep a thumbnail of each photo in its row (for a figure).
 
     Returns:
-        (rows, failures): per written photo a dict with 'name', 'photo' (thumbnail) and
-        'prob' (model-size probabilities); and one message per photo that failed.
+        (rows, failures): per written photo a dict with 'name', 'prob' (model-size
+        probabilities) and with ``thumbnails`` 'photo'; and one message per photo that failed.
     """
     rows, failures = [], []
 
@@ -187,11 +191,15 @@ def cut_out_photos(
             bar.update(len(chunk) - len(good))
             if not good:
                 continue
-            probs = predictor(np.stack([images.squash(photo, predictor.image_size) for _, photo in good]))
+            squashed = np.stack([images.squash(photo, predictor.image_size) for _, photo in good])
+            probs = predictor(squashed)
             writes = []
-            for (i, photo), prob in zip(good, probs, strict=True):
-                write = pool.submit(_encode_and_write, render(photo, prob), outputs[i])
-                writes.append((i, write, {"name": photos[i].name, "photo": images.thumbnail(photo), "prob": prob}))
+            for (i, photo), prob, small in zip(good, probs, squashed, strict=True):
+                write = pool.submit(_encode_and_write, render(photo, prob, squashed=small), outputs[i])
+                row = {"name": photos[i].name, "prob": prob}
+                if thumbnails:
+                    row["photo"] = images.thumbnail(photo)
+                writes.append((i, write, row))
                 if len(writes) > 1:  # at most two full-size cutouts wait in memory
                     finish(*writes.pop(0))
             for write in writes:

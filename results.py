@@ -217,11 +217,13 @@ def evaluate_split(args: argparse.Namespace, predictor: inference.Predictor) -> 
 
 
 def make_render(args: argparse.Namespace, background):
-    """(full-size RGB photo, probability map) -> what to write: the alpha (--mask-only) or the cutout."""
-    guided = not args.no_guided_filter
+    """(full-size RGB photo, probability map, the photo squashed) -> what to write: the alpha (--mask-only) or the cutout."""
+    guided, refine = not args.no_guided_filter, not args.no_refine
     if args.mask_only:
-        return lambda photo, prob: compose.person_alpha(photo, prob, args.hard, guided)
-    return lambda photo, prob: compose.cutout(photo, prob, args.hard, background, not args.no_refine, guided)
+        return lambda photo, prob, squashed=None: compose.person_alpha(photo, prob, args.hard, guided, squashed)
+    return lambda photo, prob, squashed=None: compose.cutout(
+        photo, prob, args.hard, background, refine, guided, squashed
+    )
 
 
 def cut_out_videos(args: argparse.Namespace, predictor, background, videos: list[Path], outputs: list[Path]):
@@ -271,7 +273,12 @@ def cut_out(args: argparse.Namespace, predictor: inference.Predictor) -> int:
     rows, failures = [], []
     if photos:
         rows, failures = inference.cut_out_photos(
-            predictor, photos, outputs, make_render(args, background), args.batch_size
+            predictor,
+            photos,
+            outputs,
+            make_render(args, background),
+            args.batch_size,
+            thumbnails=bool(figure or args.show),
         )
     written = 0
     if videos:

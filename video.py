@@ -2,7 +2,8 @@
 
     frames = process_video(predictor, "clip.mp4", "cutouts/clip.mp4", render, batch_size=8, smooth=0.5)
 
-``render(frame, prob)`` turns one RGB frame and its probability map into the output frame:
+``render(frame, prob, squashed)`` turns one RGB frame, its probability map and the frame as
+the model saw it into the output frame:
 RGB (e.g. ``compose.cutout`` on a background) or a 2-D alpha map (a grayscale video).
 results.py is the command line over this module.
 
@@ -180,18 +181,18 @@ def process_video(
     predictor,
     path: str | Path,
     output: str | Path,
-    render: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    render: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     batch_size: int = 8,
     smooth: float = 0.0,
     progress: bool = True,
 ) -> VideoInfo:
-    """Predicts every frame of a video in batches and writes ``render(frame, prob)`` as a video.
+    """Predicts every frame of a video in batches and writes ``render(frame, prob, squashed)`` as a video.
 
     Args:
         predictor: an ``inference.Predictor`` (or any callable on (n, size, size, 3) uint8
             batches with an ``image_size``).
         path: the video to read; output: the .mp4 to write (at the input's frame rate).
-        render: (RGB frame, probability map) -> RGB frame or 2-D uint8 alpha.
+        render: (RGB frame, probability map, the frame squashed) -> RGB frame or 2-D uint8 alpha.
         batch_size: frames per forward pass.
         smooth: ``AlphaSmoother`` factor (0: off).
         progress: show a progress bar.
@@ -210,9 +211,10 @@ def process_video(
         with video_writer(output, info.fps) as write:
             for frames in read_batches(capture, batch_size):
                 size = frames[0].shape[1::-1]  # as decoded: a rotated phone video's may differ from the container's
-                probs = smoother(predictor(np.stack([images.squash(f, predictor.image_size) for f in frames])))
-                for frame, prob in zip(frames, probs, strict=True):
-                    write(render(frame, prob))
+                squashed = np.stack([images.squash(f, predictor.image_size) for f in frames])
+                probs = smoother(predictor(squashed))
+                for frame, prob, small in zip(frames, probs, squashed, strict=True):
+                    write(render(frame, prob, squashed=small))
                 written += len(frames)
                 bar.update(len(frames))
             if not written:

@@ -198,7 +198,9 @@ def test_every_path_gives_the_model_the_same_input(tmp_path):
             return np.zeros(batch.shape[:3], np.float32)
 
     photos = [split / "images" / f"{n}.png" for n in names]
-    inference.cut_out_photos(Recorder(), photos, [tmp_path / f"{n}.png" for n in names], lambda p, a: p, progress=False)
+    inference.cut_out_photos(
+        Recorder(), photos, [tmp_path / f"{n}.png" for n in names], lambda p, a, squashed=None: p, progress=False
+    )
     plotted = [
         data.load_pair(  # what figures.plot_split draws
             str(p), str(split / "masks" / p.name), 128

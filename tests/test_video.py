@@ -117,7 +117,7 @@ def test_process_video_smooths_flickering_alpha(tmp_path):
     for smooth in (0.0, 0.8):
         out = tmp_path / f"smooth{smooth}.mp4"
 
-        def render(frame, prob):
+        def render(frame, prob, squashed=None):
             return compose.alpha_map(prob, *frame.shape[:2])
 
         info = video.process_video(Flicker(), clip, out, render, batch_size=5, smooth=smooth, progress=False)
@@ -137,7 +137,7 @@ def test_failed_or_interrupted_videos_leave_nothing(tmp_path, bright_model, caps
     assert "failed: " in err and "broken.mp4" in err
     assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
 
-    def render(frame, prob):
+    def render(frame, prob, squashed=None):
         if render.calls == 5:
             raise KeyboardInterrupt
         render.calls += 1
