@@ -71,6 +71,10 @@ def alpha_map(prob: np.ndarray, height: int, width: int, hard: bool = False) -> 
 # photos of every source, scored at full size (MODEL.md).
 GUIDE_RADIUS = 5
 GUIDE_EPS = 1e-4
+# The filtered alpha is stretched so that these levels become 0 and 1: a person's inside at 0.95
+# is opaque and a background at 0.05 transparent, and only the edge stays soft (the 0.5 level,
+# the mask's outline, does not move). Linear before the clip, so it is folded into a and b.
+GUIDE_LEVELS = (0.1, 0.9)
 
 
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
@@ -127,6 +131,8 @@ def guided_alpha(
     squashed = images.squash(photo, size) if squashed is None else squashed
     guide = squashed.astype(np.float32) / 255.0
     a, b = guided_coefficients(guide, prob.astype(np.float32), GUIDE_RADIUS, GUIDE_EPS)
+    low, high = GUIDE_LEVELS
+    a, b = a / (high - low), (b - low) / (high - low)
     height, width = photo.shape[:2]
     # 255 q = (a . RGB) + 255 b at full size: the coefficients upsampled as alpha_map upsamples.
     a = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -176,8 +182,7 @@ def background_image(background, photo: np.ndarray) -> np.ndarray:
 # pixel), are still resolved on a grid of a third of full HD.
 SOFT_RANGE = (3, 252)
 BOXES_IN_EDGE_WIDTHS = (3.0, 0.5)
-COARSE_SIDE, FINE_SIDE = 320, 640
-REMAP_ROW = 4096
+COARSE_SIDE, FINE_SIDE = 240, 480
 
 
 def soft_edge_width(alpha: np.ndarray, soft_pixels: int, step: int = 4) -> float:
@@ -215,9 +220,9 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     the first estimates. Only pixels with an alpha in ``SOFT_RANGE`` change, so a hard
     alpha costs one comparison. The box sizes follow the width of the soft edge
     (``BOXES_IN_EDGE_WIDTHS``) and the means run on reduced grids (``COARSE_SIDE``,
-    ``FINE_SIDE``): they are smooth, so the second pass's means are sampled (bilinearly)
-    at the soft pixels only, where F = alpha photo + (1 - alpha^2) mean_f - alpha (1 - alpha)
-    mean_b is formed with the full-size alpha. Nothing else runs at full size.
+    ``FINE_SIDE``): they are smooth, so the second pass's means are upsampled and read at the
+    soft pixels only, where F = alpha photo + (1 - alpha^2) mean_f - alpha (1 - alpha) mean_b
+    is formed with the full-size alpha.
 
     Args:
         photo: (height, width, 3) uint8 RGB.
@@ -226,12 +231,12 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     Returns:
         (height, width, 3) uint8 RGB: the photo with its soft pixels replaced by the estimate.
     """
-    points = cv2.findNonZero(cv2.inRange(alpha, *SOFT_RANGE))  # x, y of the soft pixels
-    if points is None:
+    soft_mask = cv2.inRange(alpha, *SOFT_RANGE)
+    count = cv2.countNonZero(soft_mask)
+    if count == 0:
         return photo
-    points = points.reshape(-1, 2)  # OpenCV 4 gives (n, 1, 2), OpenCV 5 (n, 2)
     height, width = alpha.shape
-    boxes = [k * soft_edge_width(alpha, len(points)) for k in BOXES_IN_EDGE_WIDTHS]
+    boxes = [k * soft_edge_width(alpha, count) for k in BOXES_IN_EDGE_WIDTHS]
     image = images.thumbnail(photo, FINE_SIDE).astype(np.float32) / 255.0
     a = images.thumbnail(alpha, FINE_SIDE).astype(np.float32) / 255.0
     fine_size = a.shape[1::-1]
@@ -241,22 +246,14 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     a3 = a[..., None]
     first = np.clip(mean_f * (1 - a3 * a3) + a3 * (image - (1 - a3) * mean_b), 0.0, 1.0)
     mean_f, mean_b = _local_means(a, first, mean_b, _odd(boxes[1] * a.shape[1] / width))
-    # The fine grid's means at the soft pixels' centres, as cv2.resize would place them: a remap
-    # over an "image" of the sample points (rows of REMAP_ROW: OpenCV's sides stay below 2**15).
-    x, y = points[:, 0], points[:, 1]
-    n, rows = len(points), -(-len(points) // REMAP_ROW)
-    map_x, map_y = (np.zeros(rows * REMAP_ROW, np.float32) for _ in range(2))
-    map_x[:n] = (x + 0.5) * (fine_size[0] / width) - 0.5
-    map_y[:n] = (y + 0.5) * (fine_size[1] / height) - 0.5
-    map_x, map_y = map_x.reshape(rows, REMAP_ROW), map_y.reshape(rows, REMAP_ROW)
-    f, b = (
-        cv2.remap(m, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:n]
-        for m in (mean_f, mean_b)
-    )
-    soft = alpha[y, x].astype(np.float32)[:, None] / 255.0
-    estimate = soft * photo[y, x] + 255.0 * ((1 - soft * soft) * f - soft * (1 - soft) * b)
+    # The means, smooth, upsampled as alpha_map upsamples, and read at the soft pixels only.
+    index = np.flatnonzero(soft_mask)  # flat indices: one take per array and one put below
+    f, b = (np.take(cv2.resize(m, (width, height)).reshape(-1, 3), index, axis=0) for m in (mean_f, mean_b))
+    soft = np.take(alpha.reshape(-1), index).astype(np.float32)[:, None] * (1 / 255.0)
+    pixels = np.take(photo.reshape(-1, 3), index, axis=0)
+    estimate = soft * pixels + 255.0 * ((1 - soft * soft) * f - soft * (1 - soft) * b)
     out = photo.copy()
-    out[y, x] = np.clip(estimate + 0.5, 0, 255).astype(np.uint8)
+    out.reshape(-1, 3)[index] = np.clip(estimate + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
