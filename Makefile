@@ -1,6 +1,6 @@
 # make demo: set up .venv, write the built-in sample (coco.py --sample) and run the demo on it (train.py --demo).
 # make test: set up .venv with the test tools, lint, and run the tests.
-# make model CCP=path/to/clothing-co-parsing: reproduce the shipped model from the public release.
+# make model REALDATA=folder: reproduce the shipped model from the public releases in folder (MODEL.md).
 # Each target creates .venv and installs the pinned requirements the first time.
 
 PYTHON ?= python3
@@ -31,8 +31,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -n 2
 
 model: $(VENV)/.installed
-	@test -n "$(CCP)" || { echo "make model: error: give the Clothing Co-Parsing release folder, e.g. make model CCP=clothing-co-parsing" >&2; exit 2; }
-	bash benchmarks/real_photos.sh "$(CCP)" shipped
+	@test -n "$(REALDATA)" || { echo "make model: error: give the folder of the public releases (MODEL.md), e.g. make model REALDATA=realdata" >&2; exit 2; }
+	REALDATA="$(REALDATA)" bash benchmarks/real_photos.sh shipped
 
 summary: $(VENV)/.installed
 	$(BIN)/python model.py

@@ -40,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--format",
         required=True,
         choices=serving.FORMATS,
-        help="saved_model (a folder, for TensorFlow Serving), litert (.tflite, for phones), onnx (.onnx)",
+        help="saved_model (a folder, for TensorFlow Serving), litert (.tflite, for phones), onnx (.onnx), keras "
+        "(.keras: the network alone, float32, its input fixed at its size, as results.py loads models/)",
     )
     parser.add_argument("--out", required=True, help="the folder (saved_model) or file (.tflite, .onnx) to write")
     parser.add_argument(

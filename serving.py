@@ -39,13 +39,16 @@ import compose
 import images
 import inference
 
-FORMATS = ("saved_model", "litert", "onnx")
-SUFFIXES = {"saved_model": "", "litert": ".tflite", "onnx": ".onnx"}  # saved_model is a folder
+FORMATS = ("saved_model", "litert", "onnx", "keras")
+# saved_model is a folder; keras is the network alone, float32, its input fixed at the size it was
+# trained at: the form results.py loads by default (models/person_unet.keras).
+SUFFIXES = {"saved_model": "", "litert": ".tflite", "onnx": ".onnx", "keras": ".keras"}
 # Beyond requirements.txt, what each format needs to be written and run: import name -> pip name.
 PACKAGES = {
     "saved_model": {},
     "litert": {"ai_edge_litert": "ai-edge-litert"},
     "onnx": {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"},
+    "keras": {},
 }
 REQUIREMENTS = "requirements-export.txt"
 ONNX_OPSET = 17
@@ -303,6 +306,8 @@ class AlphaModel(keras.Model):
         if self.guided:  # compose.guided_alpha: q = a . RGB + b at full size, rounded and clipped to 0..255
             prob = tf.reshape(tf.cast(prob, tf.float32), [self.size, self.size])
             a, b = guided_coefficients(squashed[0] / 255.0, prob, compose.GUIDE_RADIUS, compose.GUIDE_EPS)
+            low, high = compose.GUIDE_LEVELS
+            a, b = a / (high - low), (b - low) / (high - low)
             photo = tf.cast(tf.reshape(image, tf.stack([height, width, 3])), tf.float32)
             q = tf.reduce_sum(unsquash(a, height, width) * photo, axis=-1) + unsquash(b * 255.0, height, width)
             alpha = tf.cast(tf.clip_by_value(tf.round(q), 0.0, 255.0), tf.uint8)
@@ -337,8 +342,19 @@ class _Servable(tf.Module):
         self.serve = tf.function(lambda image: wrapper(image), input_signature=SIGNATURE)
 
 
+def fixed_size(net, size: int):
+    """A copy of the U-net ``net`` (float32) whose input is fixed at size x size: it tells results.py its size."""
+    config = net.get_config()
+    config["layers"][0]["config"]["batch_shape"] = (None, size, size, 3)
+    copy = keras.Model.from_config(config)
+    copy.set_weights(net.get_weights())
+    return copy
+
+
 def _write(wrapper: AlphaModel, fmt: str, path: Path) -> None:
-    if fmt == "saved_model":
+    if fmt == "keras":
+        fixed_size(wrapper.net, wrapper.size).save(path)
+    elif fmt == "saved_model":
         module = _Servable(wrapper)
         tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     elif fmt == "litert":
@@ -407,7 +423,9 @@ def export(
     _remove(tmp)
     try:
         _write(wrapper, fmt, tmp)
-        differences = check(load_exported(tmp), inference.Predictor(wrapper.net, wrapper.size), guided=guided)
+        # A .keras file holds the network alone: results.py (or serving.load_exported) adds the filter.
+        reference_guided = guided or fmt == "keras"
+        differences = check(load_exported(tmp), inference.Predictor(wrapper.net, wrapper.size), guided=reference_guided)
         worst = max(differences.values())
         if worst > ALPHA_TOLERANCE:
             shown = ", ".join(f"{h}x{w}: {d}" for (h, w), d in differences.items())
@@ -469,6 +487,12 @@ def _run_onnx(path: Path, threads: int | None) -> Callable:
     return alpha_of
 
 
+def _run_keras(path: Path, threads: int | None) -> Callable:
+    model = inference.load_model(path)
+    predictor = inference.Predictor(model, inference.model_size(model))
+    return lambda photo: keras_alpha(predictor, photo)  # results.py's alpha, as results.py runs the file
+
+
 def load_exported(path: str | Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function photo -> alpha that runs an export with the runtime a client would use:
     TensorFlow for a SavedModel folder, LiteRT for .tflite, ONNX Runtime for .onnx.
@@ -489,7 +513,7 @@ def load_exported(path: str | Path, threads: int | None = None) -> Callable[[np.
     if fmt is None or not path.exists():
         raise ExportError(f"{path}: not an export (a SavedModel folder, a .tflite or an .onnx file)")
     check_format(fmt)
-    runners = {"saved_model": _run_saved_model, "litert": _run_litert, "onnx": _run_onnx}
+    runners = {"saved_model": _run_saved_model, "litert": _run_litert, "onnx": _run_onnx, "keras": _run_keras}
     return runners[fmt](path, threads)
 
 

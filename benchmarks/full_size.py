@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 import data
+import figures
 import hardware
 import images
 import metrics
@@ -47,8 +48,11 @@ def parse_split(text: str) -> tuple[str, Path]:
     return name or f"{folder.parent.name}/{folder.name}", folder
 
 
-def score_split(model: str, folder: Path, options: list[str]) -> dict:
-    """results.py --mask-only on a split's photos, scored against its masks at full size."""
+def score_split(model: str, folder: Path, options: list[str], keep: bool = False) -> dict:
+    """results.py --mask-only on a split's photos, scored against its masks at full size.
+
+    ``keep``: each photo's row also holds thumbnails of the photo, its mask and the alpha (for ``--cases``).
+    """
     photo_paths, mask_paths = data.find_pairs(folder)
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--model", model, "--mask-only", "--out-dir", tmp, "--figure", f"{tmp}/figure.png", *options]
@@ -73,6 +77,11 @@ def score_split(model: str, folder: Path, options: list[str]) -> dict:
                     "union": int(np.count_nonzero(truth | pred)),
                 }
             )
+            if keep:
+                alpha = images.read_gray(Path(tmp) / f"{Path(photo).stem}.png")
+                rows[-1]["thumbs"] = [
+                    images.thumbnail(a) for a in (images.read_rgb(photo), truth.astype(np.uint8), alpha)
+                ]
     return {
         "photos": len(rows),
         "iou": float(np.mean([r["iou"] for r in rows])),
@@ -121,6 +130,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="write every photo's scores here")
     parser.add_argument("--size", type=int, default=None, help="results.py --size (default: results.py's choice)")
+    parser.add_argument("--cases", type=Path, default=None, help="draw each split's best and two worst photos here")
     args = parser.parse_args(argv)
     size = ["--size", str(args.size)] if args.size else []
     settings = [("default", size)] + [(options, size + shlex.split(options)) for options in args.compare]
@@ -128,10 +138,16 @@ def main(argv=None) -> int:
     print("\n| split | results.py | photos | IoU (mean) | IoU (pooled) | boundary IoU | ms per photo (CPU) |")
     print("|---|---|---|---|---|---|---|")
     report = {}
+    cases = []
     for text in args.splits:
         name, folder = parse_split(text)
         for label, options in settings:
-            s = score_split(args.model, folder, options)
+            s = score_split(args.model, folder, options, keep=bool(args.cases) and label == "default")
+            if args.cases and label == "default":
+                ranked = sorted(s["per_photo"], key=lambda r: r["iou"])
+                cases += [(name, dict(r)) for r in [ranked[-1], *ranked[:2]]]
+                for r in s["per_photo"]:
+                    r.pop("thumbs", None)
             report[f"{name} {label}"] = s
             print(
                 f"| {name} | {label} | {s['photos']} | {s['iou']:.3f} | {s['pooled_iou']:.3f} | "
@@ -140,6 +156,16 @@ def main(argv=None) -> int:
             )
     if args.json:
         images.write_atomic(args.json, json.dumps(report, indent=2).encode())
+    if cases:
+        photos, masks, alphas = zip(*(r["thumbs"] for _, r in cases), strict=True)
+        titles = [
+            f"{name} {Path(r['photo']).stem}: IoU {r['iou']:.2f}, boundary {r['boundary_iou']:.2f}" for name, r in cases
+        ]
+        # The alpha is at the thumbnail's size already: plot_predictions upsamples it by 1.
+        figures.plot_predictions(
+            list(photos), [a.astype(np.float32) / 255 for a in alphas], args.cases, list(masks), titles
+        )
+        print(f"wrote {args.cases}: each split's best and two worst photos")
     return 0
 
 

@@ -85,7 +85,9 @@ case $WHICH in
     score shipped val
     score shipped test --compare=--no-guided-filter
     # The model file as shipped: float32, its input fixed at the size it was trained at.
-    "$PY" -m benchmarks.real_report "$RUNS/shipped" --ship "$RUNS/shipped/person_unet.keras"
+    "$PY" export.py --model "$RUNS/shipped/best.keras" --format keras --out "$RUNS/shipped/person_unet.keras" --overwrite
+    "$PY" -m benchmarks.full_size --model "$RUNS/shipped/person_unet.keras" --cases "$RUNS/shipped/cases.png" \
+      "ccp=$DATA/ccp/test" "human-seg=$DATA/human-seg/test" "id-portraits=$DATA/id-portraits/test"
     "$PY" -m benchmarks.full_size --summarize "$RUNS/shipped"
     echo "Reproduced: $RUNS/shipped/person_unet.keras (compare with models/person_unet.keras and MODEL.md)"
     ;;

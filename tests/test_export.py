@@ -175,3 +175,18 @@ def test_the_shipped_model_exports_with_results_alpha(fmt, tmp_path):
         photo = serving.sample_photo(height, width, seed=20 + seed)
         difference = np.abs(alpha_of(photo).astype(np.int16) - results_alpha(shipped, photo)).max()
         assert difference <= serving.ALPHA_TOLERANCE, (fmt, height, width, difference)
+
+
+def test_a_keras_export_is_fixed_at_its_training_size_and_cuts_out_as_before(tmp_path):
+    """--format keras: what results.py loads by default; a run's best.keras (any size) fixed at its run's size."""
+    run = tmp_path / "run"
+    run.mkdir()
+    net = unet.build_unet((None, None, 3), filter_scale=0.25)
+    net.save(run / "best.keras")
+    (run / "config.json").write_text('{"options": {"image_size": 64}}')
+    out = tmp_path / "person_unet.keras"
+    assert export.main(["--model", str(run / "best.keras"), "--format", "keras", "--out", str(out)]) == 0
+    shipped = inference.load_model(out)
+    assert tuple(shipped.inputs[0].shape) == (None, 64, 64, 3) and inference.model_size(shipped) == 64
+    x = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(shipped(x), net(x), atol=1e-6)
