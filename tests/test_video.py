@@ -77,12 +77,12 @@ def test_video_background_colour_and_mask_only(tmp_path, bright_model):
     masks, fps = read_clip(tmp_path / "mask" / "clip.mp4")
     assert len(masks) == FRAMES and fps == FPS
     assert all(np.abs(m.astype(int) - m[..., :1]).max() <= 2 for m in masks)  # gray: R = G = B
-    # The alpha the model gives each frame of the clip as read back.
+    # The alpha results.py gives each frame of the clip as read back (the guided filter's).
     predictor = inference.Predictor(inference.load_model(bright_model), 64)
     inputs, _ = read_clip(clip)
     probs = predictor(np.stack([images.squash(f, 64) for f in inputs]))
-    for mask, prob in zip(masks, probs, strict=True):
-        expected = compose.alpha_map(prob, HEIGHT, WIDTH).astype(int)
+    for mask, prob, frame in zip(masks, probs, inputs, strict=True):
+        expected = compose.person_alpha(frame, prob).astype(int)
         assert np.abs(mask[..., 0].astype(int) - expected).mean() < 4
 
 
