@@ -1,0 +1,154 @@
+"""Every command and Python snippet of README.md, run in order on data generated here.
+
+The README cannot drift from the code: each line of a ```bash block is a script run through
+its ``main(argv)``, each ```python block is executed, all in one working folder that holds
+what a user would have (a tiny COCO-format release, a tiny Clothing Co-Parsing release, a
+folder of their photos and masks, a photo ``me.jpg``, a short video, the shipped model, and
+``data-sample`` as ``make demo`` leaves it).
+Training commands get tiny overrides appended (argparse: the last value wins), so that they
+take seconds; ``coco.py --sample`` writes a smaller sample. Downloads, installs and the
+``make`` targets are the only lines not run (``NOT_RUN``), and each of those must still be
+in the README.
+"""
+
+import functools
+import importlib
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import coco
+import images
+import sample
+from test_ccp import write_release
+from test_video import write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PYTHON = ".venv/bin/python"
+# A line that starts so is not run, and why.
+NOT_RUN = {
+    "make ": "the make targets: CI runs make test itself; make demo runs the two commands of the sample's block",
+    "mkdir -p coco && cd coco": "the COCO download",
+    "wget ": "downloads",
+    "unzip ": "the COCO download",
+    "git clone ": "downloads",
+    ".venv/bin/pip install": "installs: CI installs requirements-dev.txt, which holds requirements-export.txt",
+    "python3 -m venv": "installs: CI makes the .venv",
+}
+# Appended to a train.py command (the last value of an option wins): seconds, not hours.
+TINY_TRAINING = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--image-size", "64"]
+TINY_TRAINING += ["--filter-scale", "0.25", "--validation-steps", "1"]
+TINY_RESUME = ["--epochs", "2"]
+SAMPLE_PHOTOS = {"num_train": 100, "num_val": 16}  # of the built-in sample's 480 and 120
+
+
+def snippets() -> list[tuple[str, int, str]]:
+    """(language, line number, text) of every ```bash and ```python block, in order."""
+    found = []
+    for match in re.finditer(r"^```(bash|python)\n(.*?)^```", README.read_text(), re.M | re.S):
+        line = README.read_text()[: match.start()].count("\n") + 2
+        found.append((match.group(1), line, match.group(2)))
+    return found
+
+
+def commands(text: str) -> list[str]:
+    """A bash block's commands: continuation lines joined, blank lines dropped."""
+    return [c.strip() for c in text.replace("\\\n", " ").splitlines() if c.strip()]
+
+
+def ellipse_pair(height, width, seed):
+    """A photo with a coloured ellipse on a textured background, and its 0/255 mask."""
+    rng = np.random.default_rng(seed)
+    photo = rng.integers(0, 80, (height, width, 3), np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    centre = (int(width * rng.uniform(0.35, 0.65)), int(height * 0.55))
+    cv2.ellipse(mask, centre, (width // 4, height // 3), 0, 0, 360, 255, -1)
+    photo[mask > 0] = rng.integers(120, 255, 3)
+    return photo, mask
+
+
+def write_pairs(photos: Path, masks: Path | None, n: int, invert: bool = False, rgba: bool = False):
+    photos.mkdir(parents=True)
+    if masks is not None:
+        masks.mkdir(parents=True)
+    for i in range(n):
+        photo, mask = ellipse_pair(72, 56, seed=i)
+        if rgba:
+            images.write_atomic(photos / f"p{i:02d}.png", images.encode(np.dstack([photo, mask]), ".png"))
+            continue
+        images.write_atomic(photos / f"p{i:02d}.jpg", images.encode(photo, ".jpg"))
+        images.write_atomic(masks / f"p{i:02d}.png", images.encode(255 - mask if invert else mask, ".png"))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A user's folder: their data, photos and a video, the repository's shipped model."""
+    (tmp_path / "models").symlink_to(ROOT / "models")
+    real = sorted((ROOT / "tests" / "data" / "ccp-test" / "images").glob("*.jpg"))
+    shutil.copy(real[0], tmp_path / "me.jpg")
+    (tmp_path / "photos").mkdir()
+    for photo in real:
+        shutil.copy(photo, tmp_path / "photos")
+    write_clip(tmp_path / "clip.mp4", frames=4)
+    sample.write_sample(tmp_path / "coco", seed=1, **SAMPLE_PHOTOS)  # stands for COCO 2017
+    write_release(tmp_path / "clothing-co-parsing")
+    write_pairs(tmp_path / "my" / "photos", tmp_path / "my" / "masks", 30)
+    write_pairs(tmp_path / "my" / "id-photos", tmp_path / "my" / "id-masks", 30, invert=True)
+    write_pairs(tmp_path / "my" / "cutouts", None, 30, rgba=True)
+    (tmp_path / "my" / "backgrounds").mkdir()
+    for i in range(3):
+        background = np.random.default_rng(i).integers(0, 255, (90, 120, 3), np.uint8)
+        images.write_atomic(tmp_path / "my" / "backgrounds" / f"b{i}.jpg", images.encode(background, ".jpg"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sample, "write_sample", functools.partial(sample.write_sample, **SAMPLE_PHOTOS))
+    assert coco.main(["--sample", "--out", "data-sample"]) == 0  # as make demo leaves it
+    return tmp_path
+
+
+def run_command(command: str) -> None:
+    argv = shlex.split(command, comments=True)
+    assert argv[0] == PYTHON, f"README.md: not a {PYTHON} command: {command}"
+    if argv[1] == "-m":
+        module, argv = argv[2], argv[3:]
+    else:
+        assert argv[1].endswith(".py"), command
+        module, argv = argv[1][: -len(".py")], argv[2:]
+    if module == "train":
+        argv += TINY_RESUME if "--resume" in argv else TINY_TRAINING
+    assert importlib.import_module(module).main(argv) == 0, command
+
+
+def test_every_readme_snippet_runs(workspace):
+    skipped = set()
+    for language, line, text in snippets():
+        if language == "python":
+            exec(compile(text, f"README.md:{line}", "exec"), {"__name__": f"readme_{line}"})
+            continue
+        for command in commands(text):
+            reason = next((prefix for prefix in NOT_RUN if command.startswith(prefix)), None)
+            if reason:
+                skipped.add(reason)
+                continue
+            run_command(command)
+    assert skipped == set(NOT_RUN), f"NOT_RUN entries no longer in the README: {set(NOT_RUN) - skipped}"
+    # What the commands were run for: the files a user would then look at.
+    assert images.read_rgba(workspace / "cutouts" / "me.png")[1] is not None  # the cutout has an alpha
+    photos = sorted(p.stem for p in (workspace / "photos").iterdir())
+    assert sorted(p.stem for p in (workspace / "masks").glob("*.png")) == photos  # one alpha per photo
+    assert (workspace / "cutouts" / "clip.mp4").stat().st_size > 0
+    assert (workspace / "runs" / "mine" / "best.keras").exists()
+    assert (workspace / "person.onnx").exists() and (workspace / "me-cut.png").exists()
+
+
+def test_the_readme_opens_with_the_two_commands_and_stays_short():
+    lines = README.read_text().splitlines()
+    first = next(text for language, _, text in snippets() if language == "bash")
+    assert [c.split("#")[0].strip() for c in commands(first)] == ["make demo", "make test"]
+    assert lines.index("```bash") < 3
+    assert len(lines) <= 250
