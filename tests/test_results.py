@@ -454,7 +454,7 @@ def ccp_masks():
 def test_without_model_the_shipped_model_finds_the_person(tmp_path):
     """``python results.py --mask-only photos/``: the model in models/ (MODEL.md), small enough to ship."""
     assert results.SHIPPED_MODEL.is_file()
-    assert results.SHIPPED_MODEL.stat().st_size <= 12 * 2**20
+    assert results.SHIPPED_MODEL.stat().st_size <= 25 * 2**20  # the bound MODEL.md sets
     masks = ccp_masks()
     assert len(masks) == 4
     assert run("--mask-only", "--out-dir", tmp_path, CCP_TEST / "images") == 0
