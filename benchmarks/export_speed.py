@@ -106,7 +106,9 @@ def alternate(variants: dict, rounds: int, warmup: int = 2) -> dict[str, tuple[f
     for _ in range(rounds):
         for name, fn in variants.items():
             runs[name].append(timed(fn))
-    return {name: tuple(float(np.median(column)) for column in zip(*found)) for name, found in runs.items()}
+    return {
+        name: tuple(float(np.median(column)) for column in zip(*found, strict=True)) for name, found in runs.items()
+    }
 
 
 def measure(label: str, model_path: Path, out: Path, rounds: int) -> list[str]:

@@ -17,7 +17,12 @@ import model as unet
 import serving
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT_NAMES = {"saved_model": "person_saved_model", "litert": "person.tflite", "onnx": "person.onnx", "keras": "person.keras"}
+OUT_NAMES = {
+    "saved_model": "person_saved_model",
+    "litert": "person.tflite",
+    "onnx": "person.onnx",
+    "keras": "person.keras",
+}
 FORMATS = [
     pytest.param(fmt, marks=pytest.mark.skipif(bool(serving.missing_packages(fmt)), reason=f"{fmt}: not installed"))
     for fmt in serving.FORMATS
