@@ -75,6 +75,8 @@ GUIDE_EPS = 1e-4
 # is opaque and a background at 0.05 transparent, and only the edge stays soft (the 0.5 level,
 # the mask's outline, does not move). Linear before the clip, so it is folded into a and b.
 GUIDE_LEVELS = (0.1, 0.9)
+# Full-size rows guided_alpha forms at a time (its float temporaries of one band fit in the cache).
+GUIDE_BAND_ROWS = 16
 
 
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
@@ -137,10 +139,17 @@ def guided_alpha(
     # 255 q = (a . RGB) + 255 b at full size: the coefficients upsampled as alpha_map upsamples.
     a = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
     b = cv2.resize(b * 255.0, (width, height), interpolation=cv2.INTER_LINEAR)
-    q = cv2.transform(cv2.multiply(a, photo, dtype=cv2.CV_32F), np.ones((1, 3), np.float32))
-    if hard:
-        return np.where(q + b >= 127.5, 255, 0).astype(np.uint8)
-    return cv2.add(q, b, dtype=cv2.CV_8U)  # rounds and saturates to 0..255
+    ones = np.ones((1, 3), np.float32)
+    alpha = np.empty((height, width), np.uint8)
+    # Band by band, so that the products and their sums stay in the cache (the same values as at once).
+    for top in range(0, height, GUIDE_BAND_ROWS):
+        rows = slice(top, top + GUIDE_BAND_ROWS)
+        q = cv2.transform(cv2.multiply(a[rows], photo[rows], dtype=cv2.CV_32F), ones)
+        if hard:
+            alpha[rows] = np.where(q + b[rows] >= 127.5, 255, 0)
+        else:
+            cv2.add(q, b[rows], dst=alpha[rows], dtype=cv2.CV_8U)  # rounds and saturates to 0..255
+    return alpha
 
 
 def person_alpha(
