@@ -115,7 +115,7 @@ def read_rgb(path: str | Path, apply_exif: bool = True) -> np.ndarray:
     Raises:
         ImageReadError: with the file's name and the reason.
     """
-    return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR, apply_exif), cv2.COLOR_BGR2RGB)
+    return _decode(path, cv2.IMREAD_COLOR_RGB, apply_exif)  # decoded as RGB: no BGR-to-RGB pass
 
 
 def read_gray(path: str | Path, apply_exif: bool = True) -> np.ndarray:

@@ -144,6 +144,21 @@ def _encode_and_write(image: np.ndarray, path: Path) -> None:
     images.write_atomic(path, images.encode(image, path.suffix, quality=95))
 
 
+def _render_and_write(render: Callable, photo: np.ndarray, prob: np.ndarray, squashed: np.ndarray, path: Path):
+    """Renders one photo and writes it; returns the ValueError of an image its format cannot hold, else None."""
+    image = render(photo, prob, squashed=squashed)
+    try:
+        _encode_and_write(image, path)
+    except ValueError as e:  # e.g. a photo too large for WebP: the others still go through
+        return e
+    return None
+
+
+# Photos cut_out_photos renders at once: one per core of a 2-core machine. A write that fails
+# (a full disk) stops the run with at most this many photos tried.
+RENDERS_IN_FLIGHT = 2
+
+
 def cut_out_photos(
     predictor: Predictor,
     photos: list[Path],
@@ -155,9 +170,11 @@ def cut_out_photos(
 ) -> tuple[list[dict], list[str]]:
     """Predicts every photo in batches and writes ``render(photo, prob, squashed)`` to its output file.
 
-    Photos are read in a background thread while the model runs, and encoded and written in
-    another while the next photo is composed, so that on two cores the three overlap; at
-    most two full-size results wait in memory, so a folder of large photos does not fill it.
+    Photos are read in a pool of two threads while the model runs, and each is rendered,
+    encoded and written in that pool too, two photos at a time: the render is most of the
+    work and OpenCV and NumPy release the GIL, so on two cores both compose while the model
+    runs on the next batch. At most ``RENDERS_IN_FLIGHT`` full-size results are made at once,
+    so a folder of large photos does not fill the memory.
 
     Args:
         predictor: the model.
@@ -176,14 +193,15 @@ def cut_out_photos(
     rows, failures = [], []
 
     def finish(i: int, write, row: dict) -> None:
-        try:
-            write.result()
-        except ValueError as e:  # e.g. a photo too large for WebP: the others still go through
-            failures.append(f"{photos[i]}: {e}")
+        error = write.result()
+        bar.update(1)
+        if error is not None:
+            failures.append(f"{photos[i]}: {error}")
             return
         rows.append(row)
 
     bar = tqdm(total=len(photos), desc="cutting out", unit="photo", disable=None if progress else True)
+    writes = []  # (index, future, row) in order; kept across batches, so the next forward pass overlaps them
     with ThreadPoolExecutor(max_workers=2) as pool:
         for chunk, loaded in _read_ahead(pool, photos, batch_size):
             failures += [str(photo) for photo in loaded if isinstance(photo, Exception)]
@@ -193,18 +211,16 @@ def cut_out_photos(
                 continue
             squashed = np.stack([images.squash(photo, predictor.image_size) for _, photo in good])
             probs = predictor(squashed)
-            writes = []
             for (i, photo), prob, small in zip(good, probs, squashed, strict=True):
-                write = pool.submit(_encode_and_write, render(photo, prob, squashed=small), outputs[i])
+                write = pool.submit(_render_and_write, render, photo, prob, small, outputs[i])
                 row = {"name": photos[i].name, "prob": prob}
                 if thumbnails:
                     row["photo"] = images.thumbnail(photo)
                 writes.append((i, write, row))
-                if len(writes) > 1:  # at most two full-size cutouts wait in memory
+                if len(writes) >= RENDERS_IN_FLIGHT:
                     finish(*writes.pop(0))
-            for write in writes:
-                finish(*write)
-            bar.update(len(good))
+        for write in writes:
+            finish(*write)
     bar.close()
     return rows, failures
 

@@ -383,6 +383,60 @@ def test_estimated_foreground_removes_the_old_background_from_the_edge():
     assert compose.estimate_foreground(photo, hard) is photo
 
 
+def reference_foreground(photo, alpha):
+    """estimate_foreground as it was before the soft pixels were read by cv2.remap: the means upsampled to full size."""
+    soft_mask = cv2.inRange(alpha, *compose.SOFT_RANGE)
+    count = cv2.countNonZero(soft_mask)
+    if count == 0:
+        return photo
+    height, width = alpha.shape
+    boxes = [k * compose.soft_edge_width(alpha, count) for k in compose.BOXES_IN_EDGE_WIDTHS]
+    image = images.thumbnail(photo, compose.FINE_SIDE).astype(np.float32) / 255.0
+    a = images.thumbnail(alpha, compose.FINE_SIDE).astype(np.float32) / 255.0
+
+    def local_means(alpha, fg, bg, box):
+        a = alpha[..., None]
+        mean_a = cv2.blur(alpha, (box, box))[..., None]
+        return cv2.blur(fg * a, (box, box)) / (mean_a + 1e-5), cv2.blur(bg * (1 - a), (box, box)) / (1 - mean_a + 1e-5)
+
+    coarse_image, coarse_a = images.thumbnail(image, compose.COARSE_SIDE), images.thumbnail(a, compose.COARSE_SIDE)
+    mean_f, mean_b = local_means(
+        coarse_a, coarse_image, coarse_image, compose._odd(boxes[0] * coarse_a.shape[1] / width)
+    )
+    mean_f, mean_b = cv2.resize(mean_f, a.shape[1::-1]), cv2.resize(mean_b, a.shape[1::-1])
+    a3 = a[..., None]
+    first = np.clip(mean_f * (1 - a3 * a3) + a3 * (image - (1 - a3) * mean_b), 0.0, 1.0)
+    mean_f, mean_b = local_means(a, first, mean_b, compose._odd(boxes[1] * a.shape[1] / width))
+    index = np.flatnonzero(soft_mask)
+    f, b = (np.take(cv2.resize(m, (width, height)).reshape(-1, 3), index, axis=0) for m in (mean_f, mean_b))
+    soft = np.take(alpha.reshape(-1), index).astype(np.float32)[:, None] * (1 / 255.0)
+    pixels = np.take(photo.reshape(-1, 3), index, axis=0)
+    estimate = soft * pixels + 255.0 * ((1 - soft * soft) * f - soft * (1 - soft) * b)
+    out = photo.copy()
+    out.reshape(-1, 3)[index] = np.clip(estimate + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+@pytest.mark.parametrize("height, width", [(1080, 1920), (601, 803)])
+def test_estimated_foreground_matches_the_full_size_reference(height, width):
+    """The soft pixels read by cv2.remap give the colours of the means upsampled to full size: one level at most."""
+    alpha = np.zeros((height, width), np.uint8)
+    cv2.ellipse(alpha, (width // 2, height // 2), (width // 5, height // 3), 0, 0, 360, 255, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), height / 60)  # a soft edge as wide as an upsampled model's
+    person, background = serving_like_photo(height, width, seed=1), serving_like_photo(height, width, seed=2)
+    a = alpha[..., None] / 255.0
+    photo = np.clip(person * a + background * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+    ours, reference = compose.estimate_foreground(photo, alpha), reference_foreground(photo, alpha)
+    difference = np.abs(ours.astype(int) - reference).max(axis=-1)
+    soft = (alpha >= compose.SOFT_RANGE[0]) & (alpha <= compose.SOFT_RANGE[1])
+    assert soft.sum() > 0.04 * alpha.size and not difference[~soft].any()
+    assert difference.max() <= 1 and np.count_nonzero(difference) <= 1e-3 * soft.sum()
+    cut = compose.cutout(photo, np.zeros((32, 32), np.float32), guided=False)  # the RGBA path: clean_edges in place
+    assert np.array_equal(cut[..., :3], photo)
+    rgba = compose.clean_edges(compose.rgba_of(photo, alpha), alpha)
+    assert np.array_equal(rgba[..., :3], ours) and np.array_equal(rgba[..., 3], alpha)
+
+
 @pytest.fixture
 def ramp_predictor(monkeypatch):
     """results.py's model replaced by one that always predicts ramp_prob() at 32x32."""
