@@ -380,7 +380,11 @@ def cutout(
     alpha = person_alpha(photo, prob, hard, guided, squashed)
     if background is None:
         rgba = rgba_of(photo, alpha)
-        return clean_edges(rgba, alpha) if refine else rgba
+        if refine:
+            clean_edges(rgba, alpha)
+        # A fully transparent pixel becomes (0, 0, 0, 0), as a lossless WebP drops its colour: nothing
+        # shows it, and the PNG of a typical cutout is then about half the size and encodes twice as fast.
+        return cv2.bitwise_and(rgba, rgba, mask=alpha)
     colour = estimate_foreground(photo, alpha) if refine else photo
     weight = alpha.astype(np.float32) / 255.0
     return cv2.blendLinear(colour, background_image(background, photo), weight, 1.0 - weight)

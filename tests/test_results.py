@@ -309,6 +309,7 @@ def test_cutout_of_a_large_photo_keeps_its_resolution():
     cut = compose.cutout(photo, prob)
     assert cut.shape == (3000, 4000, 4) and cut.dtype == np.uint8
     assert cut[:, :1900, 3].min() == 255 and cut[:, 2100:, 3].max() == 0
+    assert np.array_equal(cut[:, :1900, :3], photo[:, :1900]) and not cut[:, 2100:].any()  # transparent: (0, 0, 0, 0)
     assert images.thumbnail(photo).shape == (192, 256, 3)
 
 
@@ -431,8 +432,8 @@ def test_estimated_foreground_matches_the_full_size_reference(height, width):
     soft = (alpha >= compose.SOFT_RANGE[0]) & (alpha <= compose.SOFT_RANGE[1])
     assert soft.sum() > 0.04 * alpha.size and not difference[~soft].any()
     assert difference.max() <= 1 and np.count_nonzero(difference) <= 1e-3 * soft.sum()
-    cut = compose.cutout(photo, np.zeros((32, 32), np.float32), guided=False)  # the RGBA path: clean_edges in place
-    assert np.array_equal(cut[..., :3], photo)
+    cut = compose.cutout(photo, np.zeros((32, 32), np.float32), guided=False)  # nothing visible: no colour kept
+    assert cut.shape == (height, width, 4) and not cut.any()
     rgba = compose.clean_edges(compose.rgba_of(photo, alpha), alpha)
     assert np.array_equal(rgba[..., :3], ours) and np.array_equal(rgba[..., 3], alpha)
 
