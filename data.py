@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cli
 
@@ -27,6 +29,9 @@ import tensorflow as tf
 import augmentation
 import folders
 import images
+
+if TYPE_CHECKING:  # for the annotations only: config.py builds on Keras and the model
+    from config import TrainConfig
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -286,6 +291,62 @@ def split_stats(split_dir: str | Path) -> dict:
         sizes[key] = sizes.get(key, 0) + 1
         coverage.append(float((mask > 0).mean()))
     return {"images": len(coverage), "sizes": sizes, "coverage": sum(coverage) / max(len(coverage), 1)}
+
+
+# ---------------------------------------------------------------------------- train.py's pipelines
+
+
+@dataclass
+class Datasets:
+    """What train.py fits on (``for_training``)."""
+
+    train: tf.data.Dataset  # endless shuffled (and augmented) batches from every source
+    val: dict  # source name -> its val batches
+    calibration: object  # an iterator of training batches (augmented like training) for --precise-bn, or None
+    train_images: dict  # source name -> training photos
+
+
+def for_training(config: TrainConfig, epochs_done: int) -> Datasets:
+    """train.py's pipelines from its options; a resumed run draws new shuffles from its epoch.
+
+    Raises:
+        folders.DatasetError: a missing or empty split folder.
+    """
+    seed, data_dirs = config.seed + epochs_done, [Path(d) for d in config.data_dir]
+    crop_size = config.crop_from or config.image_size
+    sources = [load_split(d / "train", crop_size) for d in data_dirs]
+    val = {
+        name: make_dataset(d / "val", config.image_size, config.batch_size)
+        for name, d in zip(config.source_names, data_dirs, strict=True)
+    }
+    backgrounds = load_backgrounds(config.backgrounds, crop_size) if config.backgrounds else None
+    cutouts = load_split(Path(config.cutouts) / "train", crop_size) if config.cutouts else None
+
+    def batches(seed: int) -> tf.data.Dataset:
+        return training_batches(
+            sources,
+            config.batch_size,
+            seed,
+            list(config.weights) or None,
+            augmented=config.augment,
+            augment_size=config.image_size if config.crop_from else None,
+            backgrounds=backgrounds,
+            composite_rate=config.composite,
+            cutouts=cutouts,
+        )
+
+    train = batches(seed)
+    if config.validation_steps:
+        val = {name: v.take(config.validation_steps) for name, v in val.items()}
+    if config.distribute == "multiworker":
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train = train.with_options(options)
+        val = {name: v.with_options(options) for name, v in val.items()}
+    # --precise-bn: the statistics of what the weights were trained on (augmented, if so).
+    calibration = iter(batches(seed + 1)) if config.precise_bn else None
+    counts = {name: int(pairs.cardinality()) for name, pairs in zip(config.source_names, sources, strict=True)}
+    return Datasets(train, val, calibration, counts)
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,6 @@ if __name__ == "__main__":  # run as a script: first, before TensorFlow is impor
     cli.quiet_tensorflow()
 
 import keras
-import tensorflow as tf
 
 import data
 import figures
@@ -39,62 +38,12 @@ import hardware
 import images
 import inference
 import model as unet
-from config import ConfigError, TrainConfig, free_name, parse_args, read_config, write_config
+import runs
+from config import ConfigError, TrainConfig, parse_args, read_config
 
 
 class TrainError(Exception):
     """An expected problem (missing data, existing run, bad --resume); printed as one line."""
-
-
-# ---------------------------------------------------------------------------- run folders
-
-
-def write_json(path: Path, obj) -> None:
-    images.write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def save_model_atomic(model, path: Path) -> None:
-    """model.save to a hidden temporary .keras file, then rename: never a partial file, nor a temporary one.
-
-    Raises:
-        images.WriteError: naming ``path`` and the cause (e.g. a full disk).
-    """
-    tmp = images.tmp_name(path, keep_suffix=True)  # Keras saves by the suffix
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise images.WriteError.of(path, e) from None
-    finally:
-        images.remove_tmp(tmp)
-
-
-def start_run(config: TrainConfig, chief: bool, facts: dict) -> tuple[Path, dict]:
-    """runs/NAME, new (never an existing run), with config.json and state.json; a non-chief worker's: a scratch name."""
-    state = {"epochs_done": 0, "iterations": 0, "step_in_epoch": 0, "best_val_iou": None, "best_epoch": None}
-    runs = Path(config.runs_dir)
-    if not chief:
-        return runs / (config.name or "worker"), state
-    run_dir = runs / (config.name or free_name(runs, time.strftime("%Y%m%d-%H%M%S")))
-    if run_dir.exists():
-        raise TrainError(f"{run_dir} already exists: continue it with --resume {run_dir}, or choose another --name")
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as e:
-        raise images.WriteError.of(f"{run_dir}/", e) from None
-    write_config(run_dir, config, facts)
-    write_json(run_dir / "state.json", state)
-    return run_dir, state
-
-
-def reopen_run(run_dir: Path, config: TrainConfig, strategy, state: dict, chief: bool, facts: dict):
-    """The stopped run's last.keras (optimizer included); config.json updated with today's options."""
-    with strategy.scope():
-        model = keras.saving.load_model(run_dir / "last.keras")
-    state["step_in_epoch"] = int(model.optimizer.iterations.numpy()) - state["epochs_done"] * config.steps_per_epoch
-    if chief:
-        write_config(run_dir, config, facts)
-    return model
 
 
 # ---------------------------------------------------------------------------- callbacks
@@ -142,12 +91,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         state = self.state
         target = self.run_dir if self.chief else self.run_dir / f".worker-{os.getpid()}"
         target.mkdir(exist_ok=True)
-        save_model_atomic(self.model, target / "last.keras")
+        runs.save_model_atomic(self.model, target / "last.keras")
         self.saved_epoch = epoch + 1
         val_iou = logs.get("val_iou", logs.get("iou"))
         improved = state["best_val_iou"] is None or val_iou > state["best_val_iou"]
         if improved:
-            save_model_atomic(self.model, target / "best.keras")
+            runs.save_model_atomic(self.model, target / "best.keras")
         if not self.chief:
             return
         state.update(epochs_done=epoch + 1, iterations=int(self.model.optimizer.iterations.numpy()), step_in_epoch=0)
@@ -157,7 +106,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         row.update(learning_rate=float(self.model.optimizer.learning_rate), seconds=time.time() - self.started)
         figures.append_history(self.run_dir / "history.csv", row)
         figures.plot_curves(self.run_dir / "history.csv")
-        write_json(self.run_dir / "state.json", state)
+        runs.write_json(self.run_dir / "state.json", state)
 
 
 class Validation(keras.callbacks.Callback):
@@ -190,56 +139,6 @@ class Validation(keras.callbacks.Callback):
 # ---------------------------------------------------------------------------- training steps
 
 
-@dataclass
-class Datasets:
-    train: tf.data.Dataset  # endless shuffled (and augmented) batches from every source
-    val: dict  # source name -> its val batches
-    calibration: object  # an iterator of training batches (augmented like training) for --precise-bn, or None
-    train_images: dict  # source name -> training photos
-
-
-def make_datasets(config: TrainConfig, epochs_done: int) -> Datasets:
-    """The training and validation pipelines; a resumed run draws new shuffles from its epoch."""
-    seed, data_dirs = config.seed + epochs_done, [Path(d) for d in config.data_dir]
-    crop_size = config.crop_from or config.image_size
-    try:
-        sources = [data.load_split(d / "train", crop_size) for d in data_dirs]
-        val = {
-            name: data.make_dataset(d / "val", config.image_size, config.batch_size)
-            for name, d in zip(config.source_names, data_dirs, strict=True)
-        }
-        backgrounds = data.load_backgrounds(config.backgrounds, crop_size) if config.backgrounds else None
-        cutouts = data.load_split(Path(config.cutouts) / "train", crop_size) if config.cutouts else None
-    except folders.DatasetError as e:
-        raise TrainError(str(e)) from None
-
-    def batches(seed: int) -> tf.data.Dataset:
-        return data.training_batches(
-            sources,
-            config.batch_size,
-            seed,
-            list(config.weights) or None,
-            augmented=config.augment,
-            augment_size=config.image_size if config.crop_from else None,
-            backgrounds=backgrounds,
-            composite_rate=config.composite,
-            cutouts=cutouts,
-        )
-
-    train = batches(seed)
-    if config.validation_steps:
-        val = {name: v.take(config.validation_steps) for name, v in val.items()}
-    if config.distribute == "multiworker":
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        train = train.with_options(options)
-        val = {name: v.with_options(options) for name, v in val.items()}
-    # --precise-bn: the statistics of what the weights were trained on (augmented, if so).
-    calibration = iter(batches(seed + 1)) if config.precise_bn else None
-    counts = {name: int(pairs.cardinality()) for name, pairs in zip(config.source_names, sources, strict=True)}
-    return Datasets(train, val, calibration, counts)
-
-
 def build_model(config: TrainConfig, strategy):
     """A new U-net of the config's filter scale, compiled with its optimizer, loss and schedule."""
     with strategy.scope():
@@ -256,7 +155,9 @@ def build_model(config: TrainConfig, strategy):
         )
 
 
-def fit(model, config: TrainConfig, run_dir: Path, state: dict, datasets: Datasets, callbacks, chief: bool) -> dict:
+def fit(
+    model, config: TrainConfig, run_dir: Path, state: dict, datasets: data.Datasets, callbacks, chief: bool
+) -> dict:
     """Trains to the last epoch (first finishing an epoch a Ctrl-C cut short); Ctrl-C saves last.keras."""
     checkpoint = RunCheckpoint(run_dir, state, chief)
     validation = Validation(datasets.val, datasets.calibration, config.precise_bn, config.verbose)
@@ -285,12 +186,12 @@ def fit(model, config: TrainConfig, run_dir: Path, state: dict, datasets: Datase
         interrupted = True
         if chief:
             try:
-                save_model_atomic(model, run_dir / "last.keras")
+                runs.save_model_atomic(model, run_dir / "last.keras")
             except images.WriteError as e:
                 raise images.WriteError(f"{e}; {checkpoint.last_good()}") from None
             state["iterations"] = int(model.optimizer.iterations.numpy())
             state["step_in_epoch"] = state["iterations"] - state["epochs_done"] * config.steps_per_epoch
-            write_json(run_dir / "state.json", state)
+            runs.write_json(run_dir / "state.json", state)
     return {"seconds": time.time() - started, "interrupted": interrupted, "nan": checkpoint.nan}
 
 
@@ -311,12 +212,12 @@ def evaluate_best(run_dir: Path, config: TrainConfig) -> dict | None:
         scores[name].pop("per_image")
         scores[name]["split"] = str(folder)
     report = next(iter(scores.values())) if len(scores) == 1 else {"sources": scores}
-    write_json(run_dir / "test_metrics.json", {**report, "model": str(run_dir / "best.keras")})
+    runs.write_json(run_dir / "test_metrics.json", {**report, "model": str(run_dir / "best.keras")})
     figures.plot_split(predictor, next(iter(tests.values())), run_dir / "test_predictions.png", rows=8)
     return report
 
 
-def facts(policy: str, reason: str, strategy, datasets: Datasets) -> dict:
+def facts(policy: str, reason: str, strategy, datasets: data.Datasets) -> dict:
     """What config.json records beside the options (and versions): the precision used and why, the machine."""
     return {
         "precision": policy,
@@ -352,13 +253,16 @@ def run_training(config: TrainConfig, run_dir: Path | None, state: dict | None, 
         except ValueError as e:
             raise TrainError(str(e)) from None
         chief = hardware.is_chief(strategy)
-        datasets = make_datasets(config, state["epochs_done"] if state else 0)
+        try:
+            datasets = data.for_training(config, state["epochs_done"] if state else 0)
+        except folders.DatasetError as e:
+            raise TrainError(str(e)) from None
         run_facts = facts(policy, reason, strategy, datasets)
         if run_dir is None:
-            run_dir, state = start_run(config, chief, run_facts)
+            run_dir, state = runs.start_run(config, chief, run_facts)
             model = build_model(config, strategy)
         else:
-            model = reopen_run(run_dir, config, strategy, state, chief, run_facts)
+            model = runs.reopen_run(run_dir, config, strategy, state, chief, run_facts)
         if config.fused_batchnorm:
             unet.use_fused_batchnorm(model)
         print_config(config, run_dir, reason, strategy, state)
@@ -454,7 +358,7 @@ def main(argv=None) -> int:
     except images.WriteError as e:  # e.g. a full disk: one line that names the last good checkpoint
         cli.error("train.py", str(e))
         return 1
-    except TrainError as e:
+    except (TrainError, runs.RunError) as e:
         cli.error("train.py", str(e))
         return 2
     print_summary(summary)

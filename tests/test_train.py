@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 
+import data
 import hardware
 import images
 import model as unet
@@ -282,23 +283,6 @@ def test_ctrl_c_saves_and_resume_continues_at_the_right_epoch_step_and_rate(tiny
     assert "--batch-size cannot change on --resume" in capsys.readouterr().err
 
 
-def test_the_readme_example_trains_then_resumes_the_same_run(tiny_data, tmp_path, monkeypatch, capsys):
-    """README's Python example as written, made tiny: its data_dir links to the tiny data, and the
-    options it leaves at their defaults take TINY's values."""
-    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL).group(1)
-    assert "train.resume(summary.run_dir" in code and "filter_scale=0.25" in code
-    tiny = {k: v for k, v in TINY.items() if f"{k}=" not in code}
-    (tmp_path / "data-sample").symlink_to(tiny_data)
-    monkeypatch.chdir(tmp_path)
-    namespace = {"tiny": tiny}
-    exec(code.replace("TrainConfig(", "TrainConfig(**tiny, ", 1), namespace)
-    summary = namespace["summary"]
-    assert isinstance(summary, train.RunSummary) and summary.run_dir.parent == Path("runs")
-    assert summary.state["epochs_done"] == 4 and summary.state["iterations"] == 4 * TINY["steps_per_epoch"]
-    assert [int(r["epoch"]) for r in history(summary.run_dir)] == [1, 2, 3, 4]
-    assert f"{summary.run_dir} 4 " in capsys.readouterr().out  # the example's print
-
-
 def stopped_run(config_json: Path, tiny_data, runs: Path) -> Path:
     """A run folder stopped after its first epoch (2 steps) whose config.json is ``config_json``."""
     old = json.loads(config_json.read_text())
@@ -455,15 +439,15 @@ def test_improved_recipe_options_take_effect(tiny_data, tmp_path, monkeypatch):
 
 
 def test_augment_changes_the_training_batches_only(tiny_data, tmp_path):
-    plain = train.make_datasets(tiny_config(tiny_data, tmp_path), 0)
-    augmented = train.make_datasets(tiny_config(tiny_data, tmp_path, augment=True), 0)
+    plain = data.for_training(tiny_config(tiny_data, tmp_path), 0)
+    augmented = data.for_training(tiny_config(tiny_data, tmp_path, augment=True), 0)
     x_plain, y_plain = next(iter(plain.train))
     x_aug, y_aug = next(iter(augmented.train))
     assert x_plain.shape == x_aug.shape and y_plain.shape == y_aug.shape
     assert not np.array_equal(x_plain, x_aug) and not np.array_equal(y_plain, y_aug)
     for a, b in zip(*(next(iter(d.val.values())) for d in (plain, augmented)), strict=True):  # never augmented
         assert np.array_equal(a[0], b[0])
-    cropped = train.make_datasets(tiny_config(tiny_data, tmp_path, augment=True, crop_from=128, precise_bn=1), 0)
+    cropped = data.for_training(tiny_config(tiny_data, tmp_path, augment=True, crop_from=128, precise_bn=1), 0)
     x_crop, y_crop = next(iter(cropped.train))  # read at 128, cropped, shrunk to the model's 64
     assert x_crop.shape == x_plain.shape and y_crop.shape == y_plain.shape
     assert next(cropped.calibration)[0].shape == x_plain.shape  # precise BN sees whole photos at 64
@@ -472,7 +456,7 @@ def test_augment_changes_the_training_batches_only(tiny_data, tmp_path):
 
 
 def test_precise_bn_changes_the_moving_statistics_and_nothing_else(tiny_data, tmp_path):
-    datasets = train.make_datasets(tiny_config(tiny_data, tmp_path, precise_bn=2), 0)
+    datasets = data.for_training(tiny_config(tiny_data, tmp_path, precise_bn=2), 0)
     model = train.build_model(tiny_config(tiny_data, tmp_path), hardware.make_strategy("none"))
     model.fit(datasets.train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
     before = {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
