@@ -37,7 +37,7 @@ import images
 import inference
 import model as unet
 import serving
-from benchmarks.results_speed import timed
+from benchmarks.results_speed import alternate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,20 +97,6 @@ def differences(found: dict, photos: list) -> dict:
     return worst
 
 
-def alternate(variants: dict, rounds: int, warmup: int = 2) -> dict[str, tuple[float, float]]:
-    """{name: (median wall, median CPU) seconds}: each variant once per round, in turn, after warm-up calls."""
-    for fn in variants.values():
-        for _ in range(warmup):
-            fn()
-    runs = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            runs[name].append(timed(fn))
-    return {
-        name: tuple(float(np.median(column)) for column in zip(*found, strict=True)) for name, found in runs.items()
-    }
-
-
 def measure(label: str, model_path: Path, out: Path, rounds: int) -> list[str]:
     """The markdown table rows of one model."""
     found, sizes, size, skipped = runners(model_path, out)
@@ -119,7 +105,7 @@ def measure(label: str, model_path: Path, out: Path, rounds: int) -> list[str]:
     times = {}
     for photo in (big, small):
         variants = {name: (lambda f=f, p=photo: f(p)) for name, f in found.items()}
-        for name, (wall, cpu) in alternate(variants, rounds).items():
+        for name, (wall, cpu) in alternate(variants, rounds, warmup=2).items():
             times.setdefault(name, []).append(f"{wall * 1000:.1f} ({cpu * 1000:.1f})")
     checks = [serving.sample_photo(h, w, seed) for seed, (h, w) in enumerate(serving.CHECK_SIZES)]
     worst = differences(found, [big, small, *checks])

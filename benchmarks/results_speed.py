@@ -69,6 +69,23 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def alternate(variants: dict, rounds: int, warmup: int = 0) -> dict[str, tuple[float, float]]:
+    """{name: (median wall, median CPU) seconds} of each function, after ``warmup`` calls of each.
+
+    The functions run in turn, round after round, the first rotating, so that the noise of a
+    shared machine hits them alike.
+    """
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    found = {name: [] for name in variants}
+    for r in range(rounds):
+        names = list(variants)[r % len(variants) :] + list(variants)[: r % len(variants)]
+        for name in names:
+            found[name].append(timed(variants[name]))
+    return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for name, t in found.items()}
+
+
 def write_photos(folder: Path, n: int, width: int, height: int, seed: int = 0) -> list[Path]:
     """n photo-like JPEGs (quality 90): smooth colour fields, mid-scale texture, a figure, sensor noise."""
     rng = np.random.default_rng(seed)
@@ -148,17 +165,12 @@ def pieces(predictor, photos: list[Path], rounds: int) -> dict:
             compose.cutout(d, p, squashed=s) for d, p, s in zip(decoded, probs, squashed, strict=True)
         ],
         "PNG encode (images.encode_png)": lambda: [images.encode(c, ".png") for c in cutouts],
-        "PNG encode, OpenCV's encoder (before)": lambda: [
+        "PNG encode through OpenCV's encoder instead": lambda: [
             cv2.imencode(".png", cv2.cvtColor(c, cv2.COLOR_RGBA2BGRA)) for c in cutouts
         ],
         "WebP encode instead (--format webp)": lambda: [images.encode(c, ".webp") for c in cutouts],
     }
-    found = {name: [] for name in steps}
-    for r in range(rounds):  # the steps in turn, the first rotating, so that noise hits them alike
-        names = list(steps)[r % len(steps) :] + list(steps)[: r % len(steps)]
-        for name in names:
-            found[name].append(timed(steps[name])[1] / len(photos))
-    medians = {name: statistics.median(t) for name, t in found.items()}
+    medians = {name: cpu / len(photos) for name, (_, cpu) in alternate(steps, rounds).items()}
     sizes = {
         "ours": np.mean([len(images.encode(c, ".png")) for c in cutouts]) / 1e6,
         "opencv": np.mean([len(cv2.imencode(".png", cv2.cvtColor(c, cv2.COLOR_RGBA2BGRA))[1]) for c in cutouts]) / 1e6,
