@@ -188,7 +188,7 @@ def background_image(background, photo: np.ndarray) -> np.ndarray:
 # sharper model, so the boxes follow the edge. The means run on reduced grids of these longer
 # sides: the first pass's large boxes lose nothing on a coarse grid, and the second pass's
 # small ones, like an alpha upsampled from a 128x128 output (several grid pixels per model
-# pixel), are still resolved on a grid of a third of full HD.
+# pixel), are still resolved on a grid of a quarter of full HD's width.
 SOFT_RANGE = (3, 252)
 BOXES_IN_EDGE_WIDTHS = (3.0, 0.5)
 COARSE_SIDE, FINE_SIDE = 240, 480
@@ -338,9 +338,8 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     pixels' coordinates, no full-size image of them), where F = alpha photo + (1 - alpha^2)
     mean_f - alpha (1 - alpha) mean_b is formed with the full-size alpha. The work is done by
     ``clean_edges`` on the RGBA cutout, which ``cutout`` calls directly: it reads and writes
-    each soft pixel as one 32-bit word. The same colours as upsampling the means to full size
-    (the previous implementation) up to float rounding: a few pixels in a million differ by
-    one level (tests/test_results.py).
+    each soft pixel as one 32-bit word. The same colours as upsampling the means to full size,
+    up to float rounding: a few pixels in a million differ by one level (tests/test_results.py).
 
     Args:
         photo: (height, width, 3) uint8 RGB.
