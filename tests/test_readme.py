@@ -20,7 +20,6 @@ import shlex
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -30,6 +29,7 @@ import data
 import images
 import sample
 from test_ccp import write_release
+from test_photos import person, smooth_photo
 from test_video import write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,23 +69,12 @@ def commands(text: str) -> list[str]:
     return [c.strip() for c in text.replace("\\\n", " ").splitlines() if c.strip()]
 
 
-def ellipse_pair(height, width, seed):
-    """A photo with a coloured ellipse on a textured background, and its 0/255 mask."""
-    rng = np.random.default_rng(seed)
-    photo = rng.integers(0, 80, (height, width, 3), np.uint8)
-    mask = np.zeros((height, width), np.uint8)
-    centre = (int(width * rng.uniform(0.35, 0.65)), int(height * 0.55))
-    cv2.ellipse(mask, centre, (width // 4, height // 3), 0, 0, 360, 255, -1)
-    photo[mask > 0] = rng.integers(120, 255, 3)
-    return photo, mask
-
-
 def write_pairs(photos: Path, masks: Path | None, n: int, invert: bool = False, rgba: bool = False):
     photos.mkdir(parents=True)
     if masks is not None:
         masks.mkdir(parents=True)
     for i in range(n):
-        photo, mask = ellipse_pair(72, 56, seed=i)
+        photo, mask = smooth_photo(72, 56, seed=i), person(72, 56) * 255
         if rgba:
             images.write_atomic(photos / f"p{i:02d}.png", images.encode(np.dstack([photo, mask]), ".png"))
             continue
