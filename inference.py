@@ -123,20 +123,22 @@ class Predictor:
         return self._forward(x).numpy()[..., 0].astype(np.float32)
 
 
-def _read(path: Path):
+def _read(path: Path, size: int):
+    """(the photo, the photo squashed to size x size), or the ImageReadError."""
     try:
-        return images.read_rgb(path)
+        photo = images.read_rgb(path)
     except images.ImageReadError as e:
         return e
+    return photo, images.squash(photo, size)
 
 
-def _read_ahead(pool: ThreadPoolExecutor, photos: list[Path], batch_size: int):
-    """Yields (indices, photos or read errors) batch by batch, reading the next batch in ``pool`` meanwhile."""
+def _read_ahead(pool: ThreadPoolExecutor, photos: list[Path], batch_size: int, size: int):
+    """Yields (indices, (photo, squashed) pairs or read errors) batch by batch, reading the next batch in ``pool`` meanwhile."""
     chunks = [list(range(i, min(i + batch_size, len(photos)))) for i in range(0, len(photos), batch_size)]
-    pending = [pool.submit(_read, photos[i]) for i in chunks[0]] if chunks else []
+    pending = [pool.submit(_read, photos[i], size) for i in chunks[0]] if chunks else []
     for k, chunk in enumerate(chunks):
         loaded = [f.result() for f in pending]
-        pending = [pool.submit(_read, photos[i]) for i in chunks[k + 1]] if k + 1 < len(chunks) else []
+        pending = [pool.submit(_read, photos[i], size) for i in chunks[k + 1]] if k + 1 < len(chunks) else []
         yield chunk, loaded
 
 
@@ -170,10 +172,10 @@ def cut_out_photos(
 ) -> tuple[list[dict], list[str]]:
     """Predicts every photo in batches and writes ``render(photo, prob, squashed)`` to its output file.
 
-    Photos are read in a pool of two threads while the model runs, and each is rendered,
-    encoded and written in that pool too, two photos at a time: the render is most of the
-    work and OpenCV and NumPy release the GIL, so on two cores both compose while the model
-    runs on the next batch. At most ``RENDERS_IN_FLIGHT`` full-size results are made at once,
+    Photos are read and squashed in a pool of two threads while the model runs, and each is
+    rendered, encoded and written in that pool too, two photos at a time: the render is most
+    of the work and OpenCV and NumPy release the GIL, so on two cores both compose while the
+    model runs on the next batch. At most ``RENDERS_IN_FLIGHT`` full-size results are made at once,
     so a folder of large photos does not fill the memory.
 
     Args:
@@ -203,15 +205,15 @@ def cut_out_photos(
     bar = tqdm(total=len(photos), desc="cutting out", unit="photo", disable=None if progress else True)
     writes = []  # (index, future, row) in order; kept across batches, so the next forward pass overlaps them
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for chunk, loaded in _read_ahead(pool, photos, batch_size):
+        for chunk, loaded in _read_ahead(pool, photos, batch_size, predictor.image_size):
             failures += [str(photo) for photo in loaded if isinstance(photo, Exception)]
-            good = [(i, photo) for i, photo in zip(chunk, loaded, strict=True) if not isinstance(photo, Exception)]
+            good = [(i, *read) for i, read in zip(chunk, loaded, strict=True) if not isinstance(read, Exception)]
             bar.update(len(chunk) - len(good))
             if not good:
                 continue
-            squashed = np.stack([images.squash(photo, predictor.image_size) for _, photo in good])
+            squashed = np.stack([small for _, _, small in good])
             probs = predictor(squashed)
-            for (i, photo), prob, small in zip(good, probs, squashed, strict=True):
+            for (i, photo, _), prob, small in zip(good, probs, squashed, strict=True):
                 write = pool.submit(_render_and_write, render, photo, prob, small, outputs[i])
                 row = {"name": photos[i].name, "prob": prob}
                 if thumbnails:
@@ -237,8 +239,7 @@ def evaluate(predictor: Predictor, split_dir: str | Path, batch_size: int = 32) 
     """
     image_paths, mask_paths = data.find_pairs(split_dir)
     dataset = data.make_dataset(split_dir, predictor.image_size, batch_size, with_index=True)
-    accuracy, _, iou = metrics.make_metrics()
-    seed_iou = keras.metrics.MeanMetricWrapper(metrics.seed_iou, name="seed_iou")
+    accuracy, seed_iou, iou = metrics.make_metrics()
     per_image = []
     for x, y, index in dataset:
         prob = predictor(x.numpy())[..., None]

@@ -92,7 +92,13 @@ class PooledIoU(keras.metrics.Metric):
 
 def make_metrics() -> list:
     """The training metrics: accuracy, seed_iou (the original's) and iou (pooled)."""
-    return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=THRESHOLD), seed_iou, PooledIoU(name="iou")]
+    # seed_iou as a metric object made here: given as a function, Keras would wrap it inside the first
+    # traced training step, and a variable created there makes TensorFlow trace the whole step twice.
+    return [
+        keras.metrics.BinaryAccuracy(name="accuracy", threshold=THRESHOLD),
+        keras.metrics.MeanMetricWrapper(seed_iou, name="seed_iou"),
+        PooledIoU(name="iou"),
+    ]
 
 
 # ---------------------------------------------------------------------------- full size (NumPy)
