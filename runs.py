@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -34,6 +35,22 @@ def save_model_atomic(model, path: Path) -> None:
     tmp = images.tmp_name(path, keep_suffix=True)  # Keras saves by the suffix
     try:
         model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise images.WriteError.of(path, e) from None
+    finally:
+        images.remove_tmp(tmp)
+
+
+def copy_atomic(source: Path, path: Path) -> None:
+    """Copies a file to a hidden temporary name beside ``path``, then renames it (as ``save_model_atomic``).
+
+    Raises:
+        images.WriteError: naming ``path`` and the cause.
+    """
+    tmp = images.tmp_name(path, keep_suffix=True)
+    try:
+        shutil.copyfile(source, tmp)
         os.replace(tmp, path)
     except OSError as e:
         raise images.WriteError.of(path, e) from None

@@ -95,8 +95,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.saved_epoch = epoch + 1
         val_iou = logs.get("val_iou", logs.get("iou"))
         improved = state["best_val_iou"] is None or val_iou > state["best_val_iou"]
-        if improved:
-            runs.save_model_atomic(self.model, target / "best.keras")
+        if improved:  # the model just saved: a copy of the file, not a second save
+            runs.copy_atomic(target / "last.keras", target / "best.keras")
         if not self.chief:
             return
         state.update(epochs_done=epoch + 1, iterations=int(self.model.optimizer.iterations.numpy()), step_in_epoch=0)
