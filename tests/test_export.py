@@ -168,7 +168,9 @@ def test_failed_check_leaves_nothing(model_file, tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if f.values[0] in ("saved_model", "litert")])
+# The shipped model as a SavedModel here, as ONNX by the README's command (tests/test_readme.py; export.py
+# checks its alpha); the LiteRT converter takes seconds more and runs the same layers of a small U-net above.
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f.values[0] == "saved_model"])
 def test_the_shipped_model_exports_with_results_alpha(fmt, tmp_path):
     """The model in models/ (MODEL.md), exported, gives results.py's alpha on odd-sized photos."""
     model = inference.load_model(ROOT / "models" / "person_unet.keras")

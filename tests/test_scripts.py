@@ -1,5 +1,6 @@
 """Every script's command line: no TensorFlow start-up lines in its output, each default once in --help."""
 
+import ast
 import importlib
 import os
 import re
@@ -16,9 +17,12 @@ from conftest import ROOT
 
 SCRIPTS = ["train", "results", "export", "model", "data", "coco", "ccp", "photos", "sample"]
 BENCHMARKS = ["train_speed", "export_speed", "results_speed", "full_size", "real_report", "edges_figure"]
-# Every benchmark is quieted by benchmarks/__init__.py, which runs first: one stands for all
-# (full_size imports TensorFlow at its top), as each TensorFlow start-up costs seconds.
-COMMANDS = [[f"{name}.py"] for name in SCRIPTS] + [["-m", "benchmarks.full_size"]]
+# The scripts that import TensorFlow quiet it first (test_tensorflow_is_quieted_before_it_is_imported);
+# as each TensorFlow start-up costs seconds, train.py and results.py (below) stand for them in a new
+# process, and every benchmark is quieted by benchmarks/__init__.py, which runs first: full_size (it
+# imports TensorFlow at its top) stands for all. The scripts without TensorFlow all run.
+TENSORFLOW_SCRIPTS = ["train", "results", "export", "model", "data"]
+COMMANDS = [[f"{name}.py"] for name in SCRIPTS if name not in TENSORFLOW_SCRIPTS[1:]] + [["-m", "benchmarks.full_size"]]
 
 # The three kinds of line TensorFlow's C++ code prints when it is imported (cli.py).
 STARTUP_LINES = {
@@ -50,6 +54,29 @@ def test_help_prints_no_tensorflow_startup_lines(command):
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
     assert startup_lines(done) == set(), done.stderr
+
+
+@pytest.mark.parametrize("name", TENSORFLOW_SCRIPTS)
+def test_tensorflow_is_quieted_before_it_is_imported(name):
+    """The script's first statements: the standard library, NumPy and cli, then ``cli.quiet_tensorflow()``
+    when run as a script, before any module that may import TensorFlow."""
+    tree = ast.parse((ROOT / f"{name}.py").read_text())
+    found = [
+        i
+        for i, node in enumerate(tree.body)
+        if isinstance(node, ast.If)
+        and "cli.quiet_tensorflow()" in ast.unparse(node)
+        and "__main__" in ast.unparse(node.test)
+    ]
+    quiet = found[0] if found else None
+    assert quiet is not None, f"{name}.py does not call cli.quiet_tensorflow() when run as a script"
+    for node in tree.body[:quiet]:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            for module in names:
+                top = module.split(".")[0]
+                assert top in sys.stdlib_module_names or top in ("__future__", "numpy", "cli"), (name, module)
+    assert any(isinstance(node, ast.Import | ast.ImportFrom) for node in tree.body[quiet:]), name
 
 
 def test_a_cutout_prints_no_tensorflow_startup_lines(tmp_path):
