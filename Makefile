@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal  # an idle worker takes queued tests from the busy one
 
 model: $(VENV)/.installed
 	@test -n "$(REALDATA)" || { echo "make model: error: give the folder of the public releases (MODEL.md), e.g. make model REALDATA=realdata" >&2; exit 2; }
