@@ -133,7 +133,7 @@ def _read(path: Path, size: int):
 
 
 def _read_ahead(pool: ThreadPoolExecutor, photos: list[Path], batch_size: int, size: int):
-    """Yields (indices, (photo, squashed) pairs or read errors) batch by batch, reading the next batch in ``pool`` meanwhile."""
+    """Yields (indices, (photo, squashed) pairs or read errors) batch by batch, reading the next in ``pool`` meanwhile."""
     chunks = [list(range(i, min(i + batch_size, len(photos)))) for i in range(0, len(photos), batch_size)]
     pending = [pool.submit(_read, photos[i], size) for i in chunks[0]] if chunks else []
     for k, chunk in enumerate(chunks):
@@ -213,7 +213,7 @@ def cut_out_photos(
                 continue
             squashed = np.stack([small for _, _, small in good])
             probs = predictor(squashed)
-            for (i, photo, _), prob, small in zip(good, probs, squashed, strict=True):
+            for (i, photo, small), prob in zip(good, probs, strict=True):
                 write = pool.submit(_render_and_write, render, photo, prob, small, outputs[i])
                 row = {"name": photos[i].name, "prob": prob}
                 if thumbnails:

@@ -26,36 +26,31 @@ def write_json(path: Path, obj) -> None:
     images.write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
-def save_model_atomic(model, path: Path) -> None:
-    """model.save to a hidden temporary .keras file, then rename: never a partial file, nor a temporary one.
+def _write_atomic(path: Path, write) -> None:
+    """``write(tmp)`` to a hidden temporary name beside ``path`` (its suffix kept), then rename: never a
+    partial file, nor a temporary one.
 
     Raises:
         images.WriteError: naming ``path`` and the cause (e.g. a full disk).
     """
     tmp = images.tmp_name(path, keep_suffix=True)  # Keras saves by the suffix
     try:
-        model.save(tmp)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as e:
         raise images.WriteError.of(path, e) from None
     finally:
         images.remove_tmp(tmp)
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """model.save to ``path`` through a temporary .keras file (``_write_atomic``)."""
+    _write_atomic(path, model.save)
 
 
 def copy_atomic(source: Path, path: Path) -> None:
-    """Copies a file to a hidden temporary name beside ``path``, then renames it (as ``save_model_atomic``).
-
-    Raises:
-        images.WriteError: naming ``path`` and the cause.
-    """
-    tmp = images.tmp_name(path, keep_suffix=True)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise images.WriteError.of(path, e) from None
-    finally:
-        images.remove_tmp(tmp)
+    """A copy of the file ``source`` at ``path``, through a temporary file (``_write_atomic``)."""
+    _write_atomic(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def start_run(config: TrainConfig, chief: bool, facts: dict) -> tuple[Path, dict]:
