@@ -11,12 +11,15 @@ probability map is then upsampled to the photo's size for the cutout (compose.py
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -161,6 +164,41 @@ def _render_and_write(render: Callable, photo: np.ndarray, prob: np.ndarray, squ
 RENDERS_IN_FLIGHT = 2
 
 
+# glibc's malloc options (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Lets glibc's malloc reuse freed memory for the next photo instead of returning it to the system.
+
+    A 1920x1080 cutout makes about 80 MB of temporaries, most of them too large for malloc's
+    heap by default (each its own mmap, unmapped when freed), so every photo took fresh pages
+    that the kernel zeroed first: about 6 ms of a photo's CPU time on the AVX2-only class
+    (benchmarks/results_speed.py). Raised limits keep them in the heap: the process keeps
+    its largest footprint until it exits. A script's choice, not a library's (results.py
+    calls it); elsewhere than glibc (macOS, Windows, musl) it does nothing and returns False.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 256 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+@contextlib.contextmanager
+def _opencv_threads(threads: int):
+    """OpenCV's thread count set to ``threads`` inside the block, and set back after it."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def cut_out_photos(
     predictor: Predictor,
     photos: list[Path],
@@ -204,7 +242,11 @@ def cut_out_photos(
 
     bar = tqdm(total=len(photos), desc="cutting out", unit="photo", disable=None if progress else True)
     writes = []  # (index, future, row) in order; kept across batches, so the next forward pass overlaps them
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # Two photos at a time already keep both cores busy: OpenCV's own threads on top of them only
+    # wait for a core, spinning (CCP photos at 1920x1080 on the AVX2-only class: 8% less CPU and
+    # wall per photo, the same pixels). A single photo keeps them: it has both cores to itself.
+    threads = 1 if len(photos) > 1 else cv2.getNumThreads()
+    with _opencv_threads(threads), ThreadPoolExecutor(max_workers=2) as pool:
         for chunk, loaded in _read_ahead(pool, photos, batch_size, predictor.image_size):
             failures += [str(photo) for photo in loaded if isinstance(photo, Exception)]
             good = [(i, *read) for i, read in zip(chunk, loaded, strict=True) if not isinstance(read, Exception)]

@@ -307,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
     size = inference.model_size(model, args.size, args.model)
     cli.print_config("results.py", vars(args))
     predictor = inference.Predictor(model, size)
+    inference.keep_freed_memory()
     return evaluate_split(args, predictor) if args.evaluate else cut_out(args, predictor)
 
 

@@ -212,6 +212,7 @@ def main(argv=None) -> int:
     print(f"processor: {cpu_info.describe()}: {klass}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print(f"model: {what}, {model.count_params():,} parameters, input {size}x{size}")
     predictor = inference.Predictor(model, size)
+    inference.keep_freed_memory()  # as results.py does
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -3,6 +3,7 @@
 import errno
 import io
 import json
+import platform
 from pathlib import Path
 
 import cv2
@@ -436,6 +437,33 @@ def test_estimated_foreground_matches_the_full_size_reference(height, width):
     assert cut.shape == (height, width, 4) and not cut.any()
     rgba = compose.clean_edges(compose.rgba_of(photo, alpha), alpha)
     assert np.array_equal(rgba[..., :3], ours) and np.array_equal(rgba[..., 3], alpha)
+
+
+def test_a_folder_is_cut_out_as_each_photo_alone_would_be(tmp_path):
+    # A folder runs two photos at once with OpenCV's own threads off; the pixels must not change.
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"p{i}.png")
+        Image.fromarray(serving_like_photo(270, 480, seed=i)).save(paths[i])
+
+    def predictor(batch):
+        return np.stack([ramp_prob(32)] * len(batch))
+
+    predictor.image_size = 32
+    threads = cv2.getNumThreads()
+    outputs = [tmp_path / f"cut{i}.png" for i in range(3)]
+    rows, failures = inference.cut_out_photos(predictor, paths, outputs, compose.cutout, progress=False)
+    assert failures == [] and [row["name"] for row in rows] == [p.name for p in paths]
+    assert cv2.getNumThreads() == threads  # set back
+    for path, output in zip(paths, outputs, strict=True):
+        photo = images.read_rgb(path)
+        alone = compose.cutout(photo, ramp_prob(32), squashed=images.squash(photo, 32))
+        assert 0 < np.count_nonzero(alone[..., 3]) < alone[..., 3].size  # a soft edge to refine
+        assert np.array_equal(read_rgba(output), alone), output.name
+
+
+def test_keep_freed_memory_works_on_glibc():
+    assert inference.keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
 
 
 @pytest.fixture
