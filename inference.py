@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import os
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -242,10 +243,10 @@ def cut_out_photos(
 
     bar = tqdm(total=len(photos), desc="cutting out", unit="photo", disable=None if progress else True)
     writes = []  # (index, future, row) in order; kept across batches, so the next forward pass overlaps them
-    # Two photos at a time already keep both cores busy: OpenCV's own threads on top of them only
-    # wait for a core, spinning (CCP photos at 1920x1080 on the AVX2-only class: 8% less CPU and
-    # wall per photo, the same pixels). A single photo keeps them: it has both cores to itself.
-    threads = 1 if len(photos) > 1 else cv2.getNumThreads()
+    # Two photos at a time share the cores: OpenCV's own threads beyond its share only wait for a
+    # core, spinning (on 2 cores, one thread each: 1920x1080 photos on the AVX2-only class took 8%
+    # less CPU and wall per photo, the same pixels). A single photo keeps them all.
+    threads = max(1, (os.cpu_count() or 1) // RENDERS_IN_FLIGHT) if len(photos) > 1 else cv2.getNumThreads()
     with _opencv_threads(threads), ThreadPoolExecutor(max_workers=2) as pool:
         for chunk, loaded in _read_ahead(pool, photos, batch_size, predictor.image_size):
             failures += [str(photo) for photo in loaded if isinstance(photo, Exception)]
