@@ -440,7 +440,7 @@ def test_estimated_foreground_matches_the_full_size_reference(height, width):
 
 
 def test_a_folder_is_cut_out_as_each_photo_alone_would_be(tmp_path):
-    # A folder runs two photos at once with OpenCV's own threads off; the pixels must not change.
+    # A folder runs two photos at once, each with a share of OpenCV's threads; the pixels must not change.
     paths = []
     for i in range(3):
         paths.append(tmp_path / f"p{i}.png")
