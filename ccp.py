@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 import cli
 import folders
@@ -50,11 +49,9 @@ def load_mat(path: Path, variable: str) -> object:
         LabelMapError: the file is not a readable MATLAB file.
     """
     try:
-        return scipy.io.loadmat(path, variable_names=[variable]).get(variable)
-    except Exception as e:
-        # scipy's reader fails on corrupt files with many types (MatReadError, ValueError,
-        # IndexError, TypeError, OSError, zlib.error, NotImplementedError for v7.3 files).
-        raise LabelMapError(f"{path}: cannot read as a MATLAB file ({type(e).__name__}: {e})") from None
+        return images.read_mat(path, [variable]).get(variable)
+    except images.ImageReadError as e:
+        raise LabelMapError(str(e)) from None
 
 
 def read_label_names(path: Path) -> list[str]:

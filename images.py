@@ -137,6 +137,34 @@ def read_mask(path: str | Path, apply_exif: bool = True) -> np.ndarray:
     return (gray > (127 if gray.max() > 1 else 0)).astype(np.uint8)
 
 
+def read_values(path: str | Path, apply_exif: bool = True) -> np.ndarray:
+    """Reads an image's values as stored, for masks whose values are labels (instance ids), not brightness.
+
+    8 or 16 bits, one channel or three (a palette PNG's indices come as its colours); no alpha.
+
+    Raises:
+        ImageReadError: with the file's name and the reason.
+    """
+    return _decode(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, apply_exif)
+
+
+def read_mat(path: str | Path, variable_names: list[str] | None = None) -> dict:
+    """The variables of a MATLAB file (``scipy.io.loadmat``; MATLAB's own entries, ``__header__`` etc., left out).
+
+    Raises:
+        ImageReadError: the file is not a MATLAB file scipy reads (corrupt, or MATLAB v7.3).
+    """
+    import scipy.io  # here: importing this module stays light for inference
+
+    try:
+        contents = scipy.io.loadmat(path, variable_names=variable_names)
+    except Exception as e:
+        # scipy's reader fails on corrupt files with many types (MatReadError, ValueError,
+        # IndexError, TypeError, OSError, zlib.error, NotImplementedError for v7.3 files).
+        raise ImageReadError(f"{path}: cannot read as a MATLAB file ({type(e).__name__}: {e})") from None
+    return {name: value for name, value in contents.items() if not name.startswith("__")}
+
+
 def read_rgba(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Reads a photo and its alpha channel: (uint8 RGB, uint8 alpha or None if it has none).
 
