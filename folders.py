@@ -112,11 +112,15 @@ class SplitReport:
             self.problem_files.append(detail)
 
 
-def check_manifest(out: Path, settings: dict, overwrite: bool) -> None:
-    """Refuses to mix files made with other settings into ``out`` unless --overwrite."""
+def check_manifest(out: Path, settings: dict, overwrite: bool, defaults: dict | None = None) -> None:
+    """Refuses to mix files made with other settings into ``out`` unless --overwrite.
+
+    ``defaults``: settings a converter added later, with the value a manifest written
+    before them stands for, so that those folders still resume.
+    """
     path = out / MANIFEST
     if path.exists() and not overwrite:
-        old = json.loads(path.read_text())
+        old = {**(defaults or {}), **json.loads(path.read_text())}
         changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
         if changed:
             what = ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items())

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from isal import isal_zlib
-from PIL import Image
+from PIL import Image, ImageOps
 
 # What coco.py writes and results.py looks for when it walks a folder.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -140,12 +140,17 @@ def read_mask(path: str | Path, apply_exif: bool = True) -> np.ndarray:
 def read_values(path: str | Path, apply_exif: bool = True) -> np.ndarray:
     """Reads an image's values as stored, for masks whose values are labels (instance ids), not brightness.
 
-    8 or 16 bits, one channel or three (a palette PNG's indices come as its colours); no alpha.
+    8 or 16 bits, one channel or three; a palette image's indices (OpenCV gives its colours).
 
     Raises:
         ImageReadError: with the file's name and the reason.
     """
-    return _decode(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, apply_exif)
+    image = _decode(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, apply_exif)
+    if image.ndim == 3:
+        with contextlib.suppress(OSError), Image.open(path) as pil:
+            if pil.mode == "P":
+                return np.asarray(ImageOps.exif_transpose(pil) if apply_exif else pil)
+    return image
 
 
 def read_mat(path: str | Path, variable_names: list[str] | None = None) -> dict:
