@@ -24,15 +24,20 @@ photo must carry an alpha channel (RGBA cutouts), which is its mask. Writes coco
 
 split by a hash of the stem (``folders.split_of``: 10% test, 10% val, the rest train), the
 same on every machine, or all in one split (``--split test``: a release held out for
-validation). Like coco.py it is resumable and atomic and writes a manifest; each photo it
-skips is reported by name and reason, and masks without a photo are counted.
+validation). ``--skip-duplicates`` leaves out a photo that is the same file as another (a
+copy under another name, which could land in two splits), ``--held-out FOLDER`` one that is
+the same file as a photo in FOLDER (a release's own test photos). Like coco.py it is
+resumable and atomic and writes a manifest; each photo it skips is reported by name and
+reason, and masks without a photo are counted.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +56,15 @@ ASPECT_TOLERANCE = 0.02  # a mask's aspect ratio may differ from its photo's by 
 # a close-up that fills the frame has no edge to learn from.
 FULL = 0.98
 # The settings added after the first manifests, and what a manifest without them stands for.
-LATER_SETTINGS = {"mask_suffix": "", "mat_key": None, "instances": False, "split": HASH, "max_coverage": None}
+LATER_SETTINGS = {
+    "mask_suffix": "",
+    "mat_key": None,
+    "instances": False,
+    "split": HASH,
+    "max_coverage": None,
+    "skip_duplicates": False,
+    "held_out": None,
+}
 
 # What a written pair's detail notes about its mask (workers return "FLAG,FLAG name"): how its
 # values were read, and what looks wrong.
@@ -311,7 +324,52 @@ def select(args: argparse.Namespace, out: Path, reports: dict, notes: list) -> t
     if orphans:
         names = [f"{stem}{args.mask_suffix}" for stem in orphans]
         notes.append(f"{len(orphans)} mask(s) in {masks_dir} without a photo, not used: {cli.listing(names)}")
+    if args.skip_duplicates or args.held_out:
+        tasks = drop_copies(tasks, [Path(folder) for folder in args.held_out or []], args.skip_duplicates, reports)
     return tasks, len(orphans)
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def drop_copies(tasks: list[Task], held_out: list[Path], skip_duplicates: bool, reports: dict) -> list[Task]:
+    """The tasks less the photos that are the same file as a photo in a ``held_out`` folder or (``skip_duplicates``)
+    as the photo of an earlier task; each left out is recorded. Only files of a size that occurs twice are read.
+
+    Raises:
+        folders.DatasetError: a held-out folder that is missing or holds no photos.
+    """
+    sizes = Counter(task.photo.stat().st_size for task in tasks)
+    outside: dict[tuple[int, str], Path] = {}
+    for folder in held_out:
+        if not folder.is_dir():
+            raise folders.DatasetError(f"--held-out {folder}: no such folder")
+        found = images.list_images(folder)
+        if not found:
+            raise folders.DatasetError(f"--held-out {folder}: no photos ({', '.join(images.IMAGE_EXTENSIONS)}) in it")
+        for path in found:
+            size = path.stat().st_size
+            if size in sizes:
+                outside.setdefault((size, file_digest(path)), path)
+    outside_sizes = {size for size, _ in outside}
+    seen: dict[tuple[int, str], Path] = {}
+    kept = []
+    for task in tasks:
+        size = task.photo.stat().st_size
+        if size in outside_sizes or (skip_duplicates and sizes[size] > 1):
+            key = (size, file_digest(task.photo))
+            if key in outside:
+                reports[task.split].record("held_out", f"{task.photo}: the same file as {outside[key]} (--held-out)")
+                continue
+            if skip_duplicates and key in seen:
+                reports[task.split].record("duplicate_photo", f"{task.photo}: the same file as {seen[key].name}")
+                continue
+            seen[key] = task.photo
+        kept.append(task)
+    return kept
 
 
 def build(args: argparse.Namespace) -> tuple[dict, list[str], int]:
@@ -324,6 +382,7 @@ def build(args: argparse.Namespace) -> tuple[dict, list[str], int]:
         "masks": str(Path(args.masks).resolve()) if args.masks else None,
         "invert": args.invert,
         **{key: getattr(args, key) for key in LATER_SETTINGS},
+        "held_out": [str(Path(folder).resolve()) for folder in args.held_out] if args.held_out else None,
     }
     folders.check_manifest(out, settings, args.overwrite, LATER_SETTINGS)
     reports, notes = {split: SplitReport() for split in SPLITS}, []
@@ -424,6 +483,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="FRACTION",
         help=f"skip a mask whose person covers more than this fraction of its photo, e.g. {FULL} (a wrong mask of "
         f"the whole frame or a close-up; without it masks over {FULL:.0%}% are kept and listed in a note)",
+    )
+    parser.add_argument(
+        "--skip-duplicates",
+        action="store_true",
+        help="skip a photo that is the same file (byte for byte) as another one kept: a copy under another name",
+    )
+    parser.add_argument(
+        "--held-out",
+        nargs="+",
+        default=None,
+        metavar="FOLDER",
+        help="folders of photos held out for validation (e.g. a release's own test photos, as published): a photo "
+        "here that is the same file as one of them is skipped",
     )
     folders.add_output_arguments(parser, out="data-photos")
     args = parser.parse_args(argv)

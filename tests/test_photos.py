@@ -501,3 +501,32 @@ def test_masks_beside_their_photos(tmp_path, capsys):
         err == f"photos.py: error: --masks {both} is the --photos folder: give --mask-suffix to tell the masks "
         "from the photos"
     )
+
+
+def test_copies_of_a_photo_and_of_held_out_photos_are_skipped(tmp_path, capsys):
+    figure = person(HEIGHT, WIDTH) * 255
+    for i in range(4):
+        write(tmp_path / "train" / f"t{i}.jpg", smooth_photo(HEIGHT, WIDTH, i))
+        write(tmp_path / "train-masks" / f"t{i}.png", figure)
+    (tmp_path / "train" / "t9.jpg").write_bytes((tmp_path / "train" / "t1.jpg").read_bytes())  # a copy
+    write(tmp_path / "train-masks" / "t9.png", figure)
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "v0.jpg").write_bytes((tmp_path / "train" / "t2.jpg").read_bytes())  # a test photo in train
+    write(tmp_path / "test" / "v1.jpg", smooth_photo(HEIGHT, WIDTH, 50))
+    argv = ["--photos", tmp_path / "train", "--masks", tmp_path / "train-masks", "--size", "0"]
+    assert convert(*argv, "--out", tmp_path / "all") == 0  # by default every photo is a pair
+    assert "done: 5 pairs" in capsys.readouterr().out
+    assert convert(*argv, "--skip-duplicates", "--held-out", tmp_path / "test", "--out", tmp_path / "o") == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.stem for p in (tmp_path / "o").glob("*/images/*.jpg")) == ["t0", "t1", "t3"]
+    assert skip_lines(printed, "duplicate_photo") == [
+        f"duplicate_photo: {tmp_path / 'train' / 't9.jpg'}: the same file as t1.jpg"
+    ]
+    assert skip_lines(printed, "held_out") == [
+        f"held_out: {tmp_path / 'train' / 't2.jpg'}: the same file as {tmp_path / 'test' / 'v0.jpg'} (--held-out)"
+    ]
+    assert "done: 3 pairs" in printed and "skipped 2" in printed
+    assert json.loads((tmp_path / "o" / folders.MANIFEST).read_text())["held_out"] == [str(tmp_path / "test")]
+    assert convert(*argv, "--held-out", tmp_path / "nowhere", "--out", tmp_path / "p") == 2
+    assert capsys.readouterr().err.strip() == f"photos.py: error: --held-out {tmp_path / 'nowhere'}: no such folder"
+    assert not (tmp_path / "p").exists()
