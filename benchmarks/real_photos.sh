@@ -10,9 +10,13 @@
 #   HUMAN_SEG     Human-Segmentation-Dataset: Training_Images/, Ground_Truth/
 #   ID_PORTRAITS  pytorch-portrait-segmentation: picture/source360/, picture/mask360/ (inverted)
 #   CUTOUTS       Human-Segmentation-main's SyntheticData_main: Obj/ (RGBA people), Bg/ (no people)
+#   PFCN          AutoPortraitMatting's data/: images_data_crop/NNNNN.jpg, images_mask/NNNNN_mask.mat
+#   VITON         VITON with CP-VTON+'s masks: {train,test}/image/, {train,test}/image-mask/ (0/1/254/255)
+#   PENN_FUDAN    PennFudanPed/: PNGImages/, PedMasks/<name>_mask.png (instance ids)
 # Each defaults to a folder of that name's short form under REALDATA (ccp-raw, human-seg,
-# id-portraits, cutouts). They are converted once under DATA (default data-real); runs go to
-# RUNS (default runs/). A run folder with its scores already is reported, not retrained.
+# id-portraits, cutouts, pfcn/data, viton/data, penn-fudan/PennFudanPed). They are converted once
+# under DATA (default data-real); runs go to RUNS (default runs/). A run folder with its scores
+# already is reported, not retrained.
 #
 #   shipped       the recipe of models/person_unet.keras (MODEL.md)
 #   ablation      the rows that chose it: sources and weights, compositing, input size, filter scale
@@ -28,9 +32,13 @@ CCP=${CCP:-$REALDATA/ccp-raw}
 HUMAN_SEG=${HUMAN_SEG:-$REALDATA/human-seg}
 ID_PORTRAITS=${ID_PORTRAITS:-$REALDATA/id-portraits}
 CUTOUTS=${CUTOUTS:-$REALDATA/cutouts}
-for release in "$CCP" "$HUMAN_SEG" "$ID_PORTRAITS" "$CUTOUTS"; do
+PFCN=${PFCN:-$REALDATA/pfcn/data}
+VITON=${VITON:-$REALDATA/viton/data}
+PENN_FUDAN=${PENN_FUDAN:-$REALDATA/penn-fudan/PennFudanPed}
+for release in "$CCP" "$HUMAN_SEG" "$ID_PORTRAITS" "$CUTOUTS" "$PFCN" "$VITON" "$PENN_FUDAN"; do
   if [ ! -d "$release" ]; then
-    echo "real_photos.sh: error: $release not found: set REALDATA, or CCP, HUMAN_SEG, ID_PORTRAITS and CUTOUTS (MODEL.md)" >&2
+    echo "real_photos.sh: error: $release not found: set REALDATA, or CCP, HUMAN_SEG, ID_PORTRAITS, CUTOUTS, PFCN, VITON" \
+      "and PENN_FUDAN (MODEL.md)" >&2
     exit 2
   fi
 done
@@ -41,6 +49,16 @@ done
 "$PY" photos.py --photos "$ID_PORTRAITS/picture/source360" --masks "$ID_PORTRAITS/picture/mask360" --invert \
   --out "$DATA/id-portraits" --size 0
 "$PY" photos.py --photos "$CUTOUTS/Obj" --out "$DATA/cutouts" --size 0
+# PFCN: three masks cover over 98% of the frame, six photos are there twice. VITON: its test photos are
+# held out (all in test/), and the 78 train photos that are copies of them left out. Penn-Fudan: all held out.
+"$PY" photos.py --photos "$PFCN/images_data_crop" --masks "$PFCN/images_mask" --mask-suffix _mask --skip-duplicates \
+  --max-coverage 0.98 --out "$DATA/pfcn" --size 0
+"$PY" photos.py --photos "$VITON/train/image" --masks "$VITON/train/image-mask" --skip-duplicates \
+  --held-out "$VITON/test/image" --out "$DATA/viton" --size 0
+"$PY" photos.py --photos "$VITON/test/image" --masks "$VITON/test/image-mask" --skip-duplicates --split test \
+  --out "$DATA/viton-test" --size 0
+"$PY" photos.py --photos "$PENN_FUDAN/PNGImages" --masks "$PENN_FUDAN/PedMasks" --mask-suffix _mask --instances \
+  --skip-duplicates --split test --out "$DATA/penn-fudan" --size 0
 SOURCES=("$DATA/ccp" "$DATA/human-seg" "$DATA/id-portraits")
 
 # Every run: bfloat16 where the CPU has it (else float32), fused BatchNorm, BatchNorm statistics
