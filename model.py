@@ -350,16 +350,19 @@ def recalibrate_batchnorm(model: keras.Model, batches) -> int:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
-        description="Print the U-net's layer-by-layer summary.",
+        description="Print the U-net's layer-by-layer summary (the original's, or with --encoder the encoder U-net's).",
         formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--image-size", type=int, default=DEFAULT_SIZE, help="height and width, a multiple of 32")
+    parser.add_argument(
+        "--encoder", default="none", choices=ENCODERS, help="none: the original U-net; else the U-net on that encoder"
+    )
     args = parser.parse_args(argv)
     try:
         check_size(args.image_size, "--image-size")
     except ValueError as e:
         parser.error(str(e))
-    build_unet((args.image_size, args.image_size, 3)).summary(line_length=130)
+    build((args.image_size, args.image_size, 3), args.encoder).summary(line_length=130)
 
 
 if __name__ == "__main__":
