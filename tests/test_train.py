@@ -484,8 +484,8 @@ def test_several_sources_with_composites_are_validated_and_tested_one_by_one(tin
     for i in range(3):
         (backgrounds / f"b{i}.png").write_bytes(images.encode(np.full((50, 70, 3), 40 * i, np.uint8), ".png"))
     config = tiny_config(tiny_data, tmp_path / "runs").replace(
-        data_dir=(str(tiny_data), str(second)), weights=(1.0, 3.0), epochs=2, augment=True, composite=0.5,
-        backgrounds=str(backgrounds), cutouts=str(tiny_data), name="mixed", verbose=1,
+        data_dir=(str(tiny_data), str(second)), weights=(1.0, 3.0), epochs=2, augment=True, composite=(0.5, 1.0),
+        backgrounds=str(backgrounds), cutouts=str(tiny_data), scenes=True, name="mixed", verbose=1,
     )  # fmt: skip
     summary = train.train(config)
     run = summary.run_dir
@@ -498,7 +498,7 @@ def test_several_sources_with_composites_are_validated_and_tested_one_by_one(tin
     assert summary.test["sources"]["data"]["iou"] == tests["data"]["iou"]
     options = json.loads((run / "config.json").read_text())["options"]
     assert options["data_dir"] == [str(tiny_data), str(second)] and options["weights"] == [1.0, 3.0]
-    assert options["composite"] == 0.5 and options["backgrounds"] == str(backgrounds)
+    assert options["composite"] == [0.5, 1.0] and options["backgrounds"] == [str(backgrounds)] and options["scenes"]
     assert json.loads((run / "config.json").read_text())["train_images_per_source"] == {"data": 12, "portraits": 12}
     assert read_config(run) == config  # config.json's lists read back as the options they were
 
