@@ -250,15 +250,15 @@ def scene_target(box: tf.Tensor, u: tf.Tensor, framed_rate, squash) -> tf.Tensor
         standing + (1.0 - standing) * u[4],
     )  # fmt: skip
     height = tf.where(framed, (1.0 - top_framed) / visible, figure)
-    top = tf.where(framed, top_framed, bottom - figure)
     width = height * (box[3] - box[1]) / (box[2] - box[0]) * squash
-    # A person cut by its photo on two opposite sides is at least as large as the frame that way.
+    # A person cut by its photo on two opposite sides is at least as large as the frame that way
+    # (a figure grows up from its feet, a framed person down from the top of its head).
     scale = tf.maximum(
         tf.where(touch[0] & touch[2], 1.0 / height, 1.0), tf.where(touch[1] & touch[3], 1.0 / width, 1.0)
     )
     scale = tf.maximum(scale, 1.0)
-    top = tf.where(scale > 1.0, top * scale, top)
     height, width = height * scale, width * scale
+    top = tf.where(framed, top_framed, bottom - height)
     side = _uniform(u[6], SIDE_CUT[1])
     left = tf.where(u[7] < 0.5, -side * width, 1.0 - (1.0 - side) * width)
     left = tf.where(u[5] < SIDE_CUT[0], left, -0.1 * width + (1.0 - 0.8 * width) * u[8])
