@@ -441,3 +441,25 @@ def test_each_source_is_composited_by_its_own_share(tmp_path):
         assert not (has_red & has_green).any(), f"scenes={scenes}: the red source laid over a background"
         # The blue source's views: composites, but where a framing fills the frame with its person.
         assert has_green[~has_red].mean() >= 0.8, f"scenes={scenes}"
+
+
+def test_a_grid_of_the_views_a_recipe_trains_on(tiny_data, tmp_path, capsys):
+    from benchmarks import training_views
+
+    backgrounds = tmp_path / "bg" / "nested"
+    backgrounds.mkdir(parents=True)
+    (backgrounds / "b.png").write_bytes(data.images.encode(np.full((40, 40, 3), (0, 200, 0), np.uint8), ".png"))
+    out = tmp_path / "views.png"
+    recipe = ["--data-dir", str(tiny_data), "--augment", "--composite", "1", "--backgrounds", str(tmp_path / "bg")]
+    argv = ["--out", str(out), "--views", "6", "--columns", "4", "--", *recipe, "--scenes", "--image-size", "64"]
+    assert training_views.main(argv) == 0
+    sheet = data.images.read_rgb(out)
+    assert sheet.shape == (2 * 64 + 2, 4 * 64 + 3 * 2, 3)  # two rows of four, 2-pixel gaps
+    outline = np.all(sheet == training_views.OUTLINE, axis=-1)
+    assert outline[:64, :64].any() and not outline[66:, 3 * 66 :].any()  # a view's outline; the empty places white
+    assert "wrote" in capsys.readouterr().out
+    assert training_views.main(argv) == 2  # not overwritten unasked
+    assert "exists: give --overwrite" in capsys.readouterr().err
+    bad = ["--out", str(tmp_path / "x.png"), "--", *recipe[:-1], str(tmp_path / "none")]
+    assert training_views.main(bad) == 2
+    assert "no such folder" in capsys.readouterr().err.strip().splitlines()[-1]
