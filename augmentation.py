@@ -13,6 +13,8 @@ view on every run. Images are (h, w, 3) float32 in [0, 1], masks (h, w, 1) float
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -34,6 +36,23 @@ ZOOM_OUT_SCALE = (0.55, 0.95)  # ... to this share of the frame's side
 CUTOUT_SHARE = 0.3  # share of composites whose person is a cutout (when cutouts are given)
 BACKGROUND_ZOOM = (0.5, 1.0)  # side of the background crop, as a share of the background photo's
 FEATHER = 0.03  # a zoomed-out photo's border blends into the background over this share of the frame
+# Everyday-photo composites (train.py --scenes, ``scene``): the ranges above where not said otherwise.
+SCENE_FRAMED = 0.3  # probability that the frame shows only the top of its main person (portrait to half-body)
+FIGURE_HEIGHT = (0.15, 0.95)  # otherwise the whole person, this share of the frame's height (log-uniform)
+CROWD = (0.5, 0.2)  # probability of a second person in the frame, and of a third
+SIDE_CUT = (0.25, (0.2, 0.5))  # probability of a person leaving by the left or right edge, share of its width
+BOTTOM_CUT = (0.2, (0.1, 0.4))  # probability of a whole person's legs leaving by the bottom edge, share of its height
+FRONT = 0.5  # the main person's lead in the random depth order (drawn in front of the others most often)
+# People's width in the frame x their stored aspect ratio (log-uniform, one factor per frame): the photos
+# of everyday scenes, landscape and video frames, are squashed into the square input and make people
+# thinner, while the training sources (portrait photos squashed) make them wider.
+SQUASH = (0.5, 1.15)
+HARMONY = (0.2, 0.7)  # a person's mean colour moves this share of the way to the background's (a gain per channel)
+DEFOCUS = (0.25, (0.4, 1.2))  # probability of a person slightly out of focus, and the Gaussian's sigma in pixels
+MOTION = (0.15, 0.1)  # probability of a moving subject (its layer blurred along a line), and of a moving camera
+SUBJECT_BLUR = (0.02, 0.08)  # ... the moving subject's blur length, a share of the frame's side
+CAMERA_BLUR = (0.01, 0.04)  # ... the moving camera's
+EDGE = 0.02  # a person's box this close to its photo's edge: the photo cuts the person there
 
 
 def random_crop_box(seed: tf.Tensor) -> tf.Tensor:
@@ -143,6 +162,23 @@ def background_frame(background: tf.Tensor, u: tf.Tensor, size: int) -> tf.Tenso
     return tf.image.crop_and_resize(background[None], box[None], [0], [size, size])[0]
 
 
+def zoomed_out(both: tf.Tensor, u: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """A whole (h, w, 4) photo and mask shrunk to ZOOM_OUT_SCALE of a size x size frame, placed by 4 uniform numbers.
+
+    Returns the resampled photo (zero outside it), its weight (1 inside, feathered over FEATHER at
+    its border) and its person mask (where the weight is over one half).
+    """
+    side = _uniform(u[0], ZOOM_OUT_SCALE)
+    y0, x0 = (1.0 - side) * u[1], (1.0 - side) * u[2]
+    target = tf.stack([y0, x0, y0 + side, x0 + side * tf.exp(0.3 * u[3] - 0.15)])
+    placed = place(both, tf.constant([0.0, 0.0, 1.0, 1.0]), target, size)
+    grid = (tf.range(size, dtype=tf.float32) + 0.5) / size
+    ramp_y = tf.clip_by_value(tf.minimum(grid - target[0], target[2] - grid) / FEATHER, 0.0, 1.0)
+    ramp_x = tf.clip_by_value(tf.minimum(grid - target[1], target[3] - grid) / FEATHER, 0.0, 1.0)
+    weight = (ramp_y[:, None] * ramp_x[None, :])[..., None]
+    return placed[..., :3], weight, placed[..., 3:] * tf.cast(weight > 0.5, tf.float32)
+
+
 def composite(
     image: tf.Tensor,
     mask: tf.Tensor,
@@ -169,26 +205,211 @@ def composite(
     both = tf.concat([image, mask], axis=-1)
     zoom_out = u[7] < zoom_out_rate
 
-    def whole_photo():
-        side = _uniform(u[0], ZOOM_OUT_SCALE)
-        y0, x0 = (1.0 - side) * u[1], (1.0 - side) * u[2]
-        target = tf.stack([y0, x0, y0 + side, x0 + side * tf.exp(0.3 * u[3] - 0.15)])
-        placed = place(both, tf.constant([0.0, 0.0, 1.0, 1.0]), target, size)
-        grid = (tf.range(size, dtype=tf.float32) + 0.5) / size
-        ramp_y = tf.clip_by_value(tf.minimum(grid - target[0], target[2] - grid) / FEATHER, 0.0, 1.0)
-        ramp_x = tf.clip_by_value(tf.minimum(grid - target[1], target[3] - grid) / FEATHER, 0.0, 1.0)
-        weight = (ramp_y[:, None] * ramp_x[None, :])[..., None]
-        return placed[..., :3], weight, placed[..., 3:] * tf.cast(weight > 0.5, tf.float32)
-
     def person_alone():
         box = person_box(mask)
         placed = place(both, box, person_target(box, u, framed_rate), size)
         return placed[..., :3], placed[..., 3:], placed[..., 3:]
 
     # ``person`` is the source photo resampled (its old background too); ``weight`` keeps the person.
-    person, weight, target = tf.cond(zoom_out, whole_photo, person_alone)
+    person, weight, target = tf.cond(zoom_out, lambda: zoomed_out(both, u, size), person_alone)
     image = person * weight + new * (1.0 - weight)
     return tf.clip_by_value(image, 0.0, 1.0), tf.cast(target >= 0.5, tf.float32)
+
+
+# ---------------------------------------------------------------------------- everyday-photo composites
+#
+# A scene is built from layers over a background, each (size, size, 5): colour premultiplied by its
+# opacity (3), opacity (1), and how much of it is a person (1): a person's layer is opaque where it
+# is a person, a zoomed-out photo is opaque all over and a person only where its mask is.
+
+
+def _log_uniform(u: tf.Tensor, bounds: tuple[float, float]) -> tf.Tensor:
+    return bounds[0] * (bounds[1] / bounds[0]) ** u
+
+
+def scene_target(box: tf.Tensor, u: tf.Tensor, framed_rate, squash) -> tf.Tensor:
+    """Where a person's box goes in an everyday frame, [y0, x0, y1, x1], from 9 uniform numbers ``u``.
+
+    With probability ``framed_rate`` only the top of the person shows (as ``person_target``);
+    otherwise the whole person is FIGURE_HEIGHT of the frame tall (log-uniform: small figures are
+    as common as large ones), feet in the lower half, or legs cut by the bottom edge (BOTTOM_CUT).
+    Its width is the box's aspect ratio times ``squash``. With probability SIDE_CUT[0] it leaves
+    the frame by its left or right edge, else at most a tenth of it does. An edge where the
+    person's own photo cuts it (the box within EDGE of it) stays at or beyond the frame's edge,
+    so no person ends in a straight line inside the frame.
+    """
+    touch = tf.stack([box[0] <= EDGE, box[1] <= EDGE, box[2] >= 1 - EDGE, box[3] >= 1 - EDGE])
+    framed = u[0] < framed_rate
+    visible = tf.where(touch[2], 0.7 + 0.3 * u[2], _uniform(u[2], VISIBLE))
+    top_framed = 0.02 + 0.28 * u[1]
+    figure = _log_uniform(u[2], FIGURE_HEIGHT)
+    legs_cut = u[3] < BOTTOM_CUT[0]
+    standing = tf.minimum(tf.maximum(figure + 0.02, 0.55), 1.0)  # the lowest place for the feet
+    bottom = tf.where(
+        legs_cut | touch[2], 1.0 + tf.where(legs_cut, figure * _uniform(u[4], BOTTOM_CUT[1]), 0.0),
+        standing + (1.0 - standing) * u[4],
+    )  # fmt: skip
+    height = tf.where(framed, (1.0 - top_framed) / visible, figure)
+    width = height * (box[3] - box[1]) / (box[2] - box[0]) * squash
+    # A person cut by its photo on two opposite sides is at least as large as the frame that way
+    # (a figure grows up from its feet, a framed person down from the top of its head).
+    scale = tf.maximum(
+        tf.where(touch[0] & touch[2], 1.0 / height, 1.0), tf.where(touch[1] & touch[3], 1.0 / width, 1.0)
+    )
+    scale = tf.maximum(scale, 1.0)
+    height, width = height * scale, width * scale
+    top = tf.where(framed, top_framed, bottom - height)
+    side = _uniform(u[6], SIDE_CUT[1])
+    left = tf.where(u[7] < 0.5, -side * width, 1.0 - (1.0 - side) * width)
+    left = tf.where(u[5] < SIDE_CUT[0], left, -0.1 * width + (1.0 - 0.8 * width) * u[8])
+    top = tf.where(touch[0], tf.minimum(top, 0.0), top)
+    top = tf.where(touch[2], tf.maximum(top, 1.0 - height), top)
+    left = tf.where(touch[1], tf.minimum(left, 0.0), left)
+    left = tf.where(touch[3], tf.maximum(left, 1.0 - width), left)
+    return tf.stack([top, left, top + height, left + width])
+
+
+def person_layer(image: tf.Tensor, mask: tf.Tensor, u: tf.Tensor, size: int, framed_rate, squash) -> tf.Tensor:
+    """The masked person of a pair placed by ``scene_target``: a (size, size, 5) layer."""
+    box = person_box(mask)
+    placed = place(tf.concat([image, mask], axis=-1), box, scene_target(box, u, framed_rate, squash), size)
+    alpha = placed[..., 3:]
+    return tf.concat([placed[..., :3] * alpha, alpha, alpha], axis=-1)
+
+
+def photo_layer(image: tf.Tensor, mask: tf.Tensor, u: tf.Tensor, size: int) -> tf.Tensor:
+    """A whole photo zoomed out (``zoomed_out``), its own background too: a (size, size, 5) layer."""
+    photo, weight, person = zoomed_out(tf.concat([image, mask], axis=-1), u, size)
+    return tf.concat([photo * weight, weight, person], axis=-1)
+
+
+def harmonise(layer: tf.Tensor, background_mean: tf.Tensor, strength: tf.Tensor) -> tf.Tensor:
+    """A layer's colours scaled per channel so that its mean moves ``strength`` of the way to the background's.
+
+    The same light falls on a person and the scene around them; a pasted person keeps the light
+    of another photo, which alone would tell the network where the paste is. A gain per channel
+    (in [0.5, 2]) is how a change of light or white balance acts on a photo.
+    """
+    opacity = layer[..., 3:4]
+    mean = tf.reduce_sum(layer[..., :3], axis=(0, 1)) / (tf.reduce_sum(opacity) + 1e-3)
+    gain = tf.clip_by_value((background_mean + 0.03) / (mean + 0.03), 0.5, 2.0) ** strength
+    return tf.concat([layer[..., :3] * gain, layer[..., 3:]], axis=-1)
+
+
+def motion_blur(image: tf.Tensor, length: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
+    """A (h, w, c) image averaged along a line of ``length`` pixels at ``angle`` (radians): a moving exposure.
+
+    The mean of copies shifted at most a pixel apart along the line (bilinear), edges
+    extended: what a camera records of a subject (or a scene) that moves that far while the
+    shutter is open.
+    """
+    taps = tf.clip_by_value(tf.cast(tf.math.ceil(length), tf.int32) + 1, 2, 64)
+    offsets = tf.linspace(-0.5, 0.5, taps) * length
+    dx, dy = offsets * tf.cos(angle), offsets * tf.sin(angle)
+    one, zero = tf.ones_like(dx), tf.zeros_like(dx)
+    transforms = tf.stack([one, zero, dx, zero, one, dy, zero, zero], axis=1)
+    shifted = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.tile(image[None], [taps, 1, 1, 1]),
+        transforms=transforms,
+        output_shape=tf.shape(image)[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )
+    return tf.reduce_mean(shifted, axis=0)
+
+
+def _blurred(both: tf.Tensor, u: tf.Tensor, bounds: tuple[float, float], size: int) -> tf.Tensor:
+    return motion_blur(both, _uniform(u[0], bounds) * size, u[1] * np.pi)
+
+
+def scene(
+    image: tf.Tensor,
+    mask: tf.Tensor,
+    background: tf.Tensor,
+    seed: tf.Tensor,
+    size: int,
+    others: tuple[tf.Tensor, tf.Tensor] | None = None,
+    cutouts: tuple[tf.Tensor, tf.Tensor] | None = None,
+    zoom_out_rate=ZOOM_OUT,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """An everyday-photo composite (train.py --scenes): (size, size, 3) image, (size, size, 1) mask in {0, 1}.
+
+    Up to three people over a background photo (CROWD): the pair's person (or, with
+    probability CUTOUT_SHARE, a cutout), then others from ``others`` or the cutouts, each
+    placed by ``scene_target`` (close portraits to small figures, cut by any edge of the frame)
+    in a random depth order, its colours ``harmonise``-d partway to the background's, and
+    sometimes slightly out of focus (DEFOCUS). As in ``composite``, ``zoom_out_rate`` of the
+    frames show the pair's whole photo shrunk, its own background too, instead of its person alone. Sometimes the main person moves (its layer, colour and opacity, blurred along a
+    line: MOTION[0]) or the camera does (the whole frame and mask: MOTION[1]).
+
+    The mask is every pixel where a person covers half or more of the frame: layers compose
+    with "over", so a person in front hides the ones behind it, and the person's share
+    composes the same way. A motion-blurred person's true alpha is the share of the exposure
+    during which it covers a pixel, which is its opacity blurred by the same line; its mask is
+    that alpha at one half: where the person is present at least half of the time, which is
+    where a careful annotator would draw a blurred person's outline and what a cutout's
+    alpha >= 128 is scored against.
+
+    Args:
+        image, mask: the pair, (h, w, 3) in [0, 1] and (h, w, 1) in {0, 1}.
+        background: (hb, wb, 3) float32 in [0, 1], a photo without people.
+        seed: (2,) int seed; the same seed gives the same scene.
+        size: the output's height and width.
+        others: (images (2, h, w, 3), masks (2, h, w, 1)): the second and third person (e.g. from
+            other training pairs); None: the pair's own person again, elsewhere.
+        cutouts: (images (3, h, w, 3), masks (3, h, w, 1)) of people cut out (with a margin, at
+            their own aspect ratio), each slot's person with probability CUTOUT_SHARE.
+        zoom_out_rate: how often the main person comes with its whole photo (``augment`` gives
+            ZOOM_OUT x (1 - the source's share): a source composited nearly always, its own
+            backgrounds not wanted, is nearly never zoomed out).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 10)
+    u = tf.random.stateless_uniform([12], seeds[0])
+    new = background_frame(background, tf.random.stateless_uniform([5], seeds[1]), size)
+    new = tf.image.stateless_random_brightness(new, COLOUR["brightness"], seeds[2])
+    new = tf.image.stateless_random_contrast(new, *COLOUR["contrast"], seeds[3])
+    new = tf.clip_by_value(new, 0.0, 1.0)
+    squash = _log_uniform(u[0], SQUASH)
+    people = [(image, mask)]
+    people += [(others[0][k], others[1][k]) for k in range(2)] if others is not None else [(image, mask)] * 2
+    cutout = [u[1 + k] < CUTOUT_SHARE if cutouts is not None else tf.constant(False) for k in range(3)]
+    if cutouts is not None:
+        people = [
+            (tf.where(c, cutouts[0][k], i), tf.where(c, cutouts[1][k], m))
+            for k, (c, (i, m)) in enumerate(zip(cutout, people, strict=True))
+        ]
+    count = 1 + tf.cast(u[4] < CROWD[0], tf.int32) + tf.cast(u[5] < CROWD[1], tf.int32)
+    background_mean = tf.reduce_mean(new, axis=(0, 1))
+
+    def layer(k: int) -> tf.Tensor:
+        v = tf.random.stateless_uniform([13], seeds[4 + k])
+        # Cutouts are whole figures as small as the crop: never enlarged to a head-and-shoulders framing.
+        framed = tf.where(cutout[k], 0.0, SCENE_FRAMED if k == 0 else SCENE_FRAMED / 3)
+        made = lambda: person_layer(*people[k], v, size, framed, squash)  # noqa: E731
+        if k == 0:  # the pair's whole photo, zoomed out: never a cutout's
+            zoom = (v[9] < zoom_out_rate) & ~cutout[0]
+            made = functools.partial(tf.cond, zoom, lambda: photo_layer(image, mask, v[1:5], size), made)
+        else:
+            made = functools.partial(tf.cond, k < count, made, lambda: tf.zeros([size, size, 5]))
+        made = harmonise(made(), background_mean, _uniform(v[10], HARMONY))
+        sigma = _uniform(v[12], DEFOCUS[1])
+        return tf.cond(v[11] < DEFOCUS[0], lambda: gaussian_blur(made, sigma, radius=3), lambda: made)
+
+    layers = [layer(k) for k in range(3)]
+    w = tf.random.stateless_uniform([4], seeds[7])
+    moving = lambda: _blurred(layers[0], w, SUBJECT_BLUR, size)  # noqa: E731
+    layers[0] = tf.cond(u[6] < MOTION[0], moving, lambda: layers[0])
+    order = tf.argsort(tf.random.stateless_uniform([3], seeds[8]) + tf.constant([FRONT, 0.0, 0.0]))
+    stacked = tf.gather(tf.stack(layers), order)
+    frame, person = new, tf.zeros([size, size, 1])
+    for k in range(3):  # back to front, "over"
+        colour, opacity, share = stacked[k, ..., :3], stacked[k, ..., 3:4], stacked[k, ..., 4:]
+        frame = colour + (1.0 - opacity) * frame
+        person = share + (1.0 - opacity) * person
+    both = tf.concat([frame, person], axis=-1)
+    both = tf.cond(u[7] < MOTION[1], lambda: _blurred(both, w[2:], CAMERA_BLUR, size), lambda: both)
+    return tf.clip_by_value(both[..., :3], 0.0, 1.0), tf.cast(both[..., 3:] >= 0.5, tf.float32)
 
 
 def photometric(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -251,8 +472,10 @@ def augment(
     seed: tf.Tensor,
     size: int | None = None,
     background: tf.Tensor | None = None,
-    composite_rate: float = 0.0,
+    composite_rate: float | tf.Tensor = 0.0,
     cutout: tuple[tf.Tensor, tf.Tensor] | None = None,
+    others: tuple[tf.Tensor, tf.Tensor] | None = None,
+    scenes: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """A random new view of one pair: a crop or a composite, a flip, photometric jitter.
 
@@ -266,9 +489,12 @@ def augment(
         seed: (2,) int seed; the same seed gives the same result.
         size: the output's height and width; None: the input's.
         background: (hb, wb, 3) float32, a photo without people; with probability
-            ``composite_rate`` the pair becomes a ``composite`` over it.
+            ``composite_rate`` (a number, or a tensor: the pair's source's share) the pair
+            becomes a ``composite`` over it (with ``scenes``: a ``scene``).
         cutout: an (image, mask) pair of a person cut out; a composite shows it instead of
-            this pair's person with probability CUTOUT_SHARE.
+            this pair's person with probability CUTOUT_SHARE. With ``scenes``: three of them
+            stacked, one for each person of a scene.
+        others: with ``scenes``: two more pairs stacked, the second and third person of a scene.
 
     Returns:
         (image, mask) of shapes (size, size, 3) and (size, size, 1), float32 in the same ranges.
@@ -281,9 +507,11 @@ def augment(
         both = crop(tf.concat([image, mask], axis=-1), random_crop_box(seeds[1]), size)
         return both[..., :3], both[..., 3:]
 
-    if background is not None and composite_rate > 0:
+    if background is not None and (tf.is_tensor(composite_rate) or composite_rate > 0):
 
         def laid():
+            if scenes:
+                return scene(image, mask, background, seeds[2], out, others, cutout, ZOOM_OUT * (1 - composite_rate))
             if cutout is None:
                 return composite(image, mask, background, seeds[2], out)
             # Cutouts are small whole figures on no background: never enlarged to a head-and-shoulders

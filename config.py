@@ -99,18 +99,29 @@ class TrainConfig:
         "random upper-body/zoom crops, aspect jitter, flips, colour and lighting jitter, blur and noise "
         "(augmentation.py)",
     )
-    composite: float = option(
-        0.0,
+    composite: tuple[float, ...] = option(
+        (0.0,),
         "with --augment and --backgrounds: the share of training photos whose person is laid over a background "
-        "photo, from head-and-shoulders to a small full-body figure, or zoomed out into a larger frame",
+        "photo, from head-and-shoulders to a small full-body figure, or zoomed out into a larger frame; one share "
+        "for every --data-dir, or one per --data-dir (e.g. 0.9 for people on studio walls, 0.2 for street photos "
+        "whose own background is worth keeping)",
         metavar="SHARE",
     )
-    backgrounds: str | None = option(None, "folder of photos without people, for --composite", metavar="DIR")
+    backgrounds: tuple[str, ...] = option(
+        (), "folder(s) of photos without people, their subfolders searched too, for --composite", metavar="DIR"
+    )
     cutouts: str | None = option(
         None,
         "with --composite: a photos.py folder of people cut out (RGBA); its train/ people are laid over the "
         "backgrounds in some composites, never shown alone",
         metavar="DIR",
+    )
+    scenes: bool = option(
+        False,
+        "with --composite: composites that look like everyday photos (augmentation.scene): people from close "
+        "portraits to small figures, up to three in a frame, cut by any edge of the frame, motion blur, colour "
+        "and light matched partway to the background; cutouts keep their aspect ratio (convert them with "
+        "photos.py --size 0)",
     )
     crop_from: int = option(
         0,
@@ -150,9 +161,11 @@ class TrainConfig:
 
     def __post_init__(self):
         # Lists (config.json, the command line) and a single folder name become tuples.
-        for name in ("data_dir", "weights"):
+        # (older config.json files: one --composite share, one --backgrounds folder or null).
+        for name in ("data_dir", "weights", "composite", "backgrounds"):
             value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+            value = () if value is None else (value,) if isinstance(value, str | int | float) else tuple(value)
+            object.__setattr__(self, name, value)
         check_config(self)
 
     @property
@@ -167,6 +180,11 @@ class TrainConfig:
         if self.encoder == "none" or self.encoder_weights == "none":
             return None
         return self.encoder_weights or "imagenet"
+
+    @property
+    def composite_shares(self) -> tuple[float, ...]:
+        """--composite's share for each --data-dir (one share given: the same for all)."""
+        return self.composite * len(self.data_dir) if len(self.composite) == 1 else self.composite
 
     @property
     def total_steps(self) -> int:
@@ -236,12 +254,20 @@ def check_config(c: TrainConfig) -> None:
         raise ConfigError(
             f"--weights needs one positive weight per --data-dir ({len(c.data_dir)}). Received: {list(c.weights)}"
         )
-    if not 0 <= c.composite <= 1 or (c.composite and not (c.augment and c.backgrounds)):
+    shares = c.composite
+    if len(shares) not in (1, len(c.data_dir)) or not all(0 <= s <= 1 for s in shares):
         raise ConfigError(
-            f"--composite must be a share in [0, 1] and needs --augment and --backgrounds. Received: {c.composite}"
+            f"--composite must be a share in [0, 1], one for all sources or one per --data-dir ({len(c.data_dir)}). "
+            f"Received: {list(shares)}"
         )
-    if (c.backgrounds or c.cutouts) and not c.composite:
+    if any(shares) and not (c.augment and c.backgrounds):
+        raise ConfigError(
+            f"--composite must be a share in [0, 1] and needs --augment and --backgrounds. Received: {list(shares)}"
+        )
+    if (c.backgrounds or c.cutouts) and not any(shares):
         raise ConfigError("--backgrounds and --cutouts are for --composite: give it a share of the photos")
+    if c.scenes and not any(shares):
+        raise ConfigError("--scenes is for --composite: give it a share of the photos")
     if c.precise_bn < 0:
         raise ConfigError(f"--precise-bn must be 0 (off) or a number of batches. Received: {c.precise_bn}")
     if c.precise_bn and c.distribute != "none":

@@ -24,6 +24,7 @@ import cli
 if __name__ == "__main__":  # run as a script: first, before TensorFlow is imported (see cli.quiet_tensorflow)
     cli.quiet_tensorflow()
 
+import numpy as np
 import tensorflow as tf
 
 import augmentation
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # for the annotations only: config.py builds on Keras and the
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
+CUTOUT_MARGIN = 0.05  # with --scenes: the empty margin round a cutout, a share of its longer side (see letterbox)
 HOW_TO_BUILD = (
     "build it with `python coco.py --coco-dir COCO --out data` or `python coco.py --sample --out data-sample`"
 )
@@ -155,23 +157,71 @@ def load_split(split_dir: str | Path, image_size: int = 128, with_index: bool = 
     return pairs.apply(tf.data.experimental.assert_cardinality(good))
 
 
-def load_backgrounds(folder: str | Path, image_size: int) -> tf.data.Dataset:
+def load_backgrounds(folders_: str | Path | list, image_size: int) -> tf.data.Dataset:
     """Photos without people (train.py --backgrounds), read once into a cache of (size, size, 3) uint8 squashes.
 
+    Args:
+        folders_: one folder or several; each is searched with its subfolders (releases nest
+            their photos by class or split).
+        image_size: the squashes' height and width.
+
     Raises:
-        folders.DatasetError: the folder is missing or holds no readable photo.
+        folders.DatasetError: a folder is missing or holds no photo, or none of the photos reads.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise folders.DatasetError(f"--backgrounds {folder}: no such folder (give a folder of photos without people)")
-    paths = images.list_images(folder, recursive=True)
-    if not paths:
-        raise folders.DatasetError(f"--backgrounds {folder}: no photos ({', '.join(images.IMAGE_EXTENSIONS)}) in it")
+    paths = []
+    for folder in [folders_] if isinstance(folders_, str | Path) else folders_:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise folders.DatasetError(
+                f"--backgrounds {folder}: no such folder (give a folder of photos without people)"
+            )
+        found = images.list_images(folder, recursive=True)
+        if not found:
+            raise folders.DatasetError(
+                f"--backgrounds {folder}: no photos ({', '.join(images.IMAGE_EXTENSIONS)}) in it or its subfolders"
+            )
+        paths += found
+    what = "--backgrounds " + " ".join(str(f) for f in ([folders_] if isinstance(folders_, str | Path) else folders_))
     decoded, good = _read_once(
-        len(paths), lambda i: (images.load_photo(paths[i], image_size),), [[image_size, image_size, 3]], str(folder)
+        len(paths), lambda i: (images.load_photo(paths[i], image_size),), [[image_size, image_size, 3]], what
     )
     photos = decoded.map(lambda i, photo: photo)
     return photos.apply(tf.data.experimental.assert_cardinality(good))
+
+
+def letterbox(photo: np.ndarray, mask: np.ndarray, size: int, margin: float = CUTOUT_MARGIN):
+    """A cutout's (h, w, 3) photo and (h, w) 0/1 mask centred in a square with ``margin`` of its side all round.
+
+    Squashed to a square instead, a cutout (twice as tall as wide, cut tight around the
+    person) would come out as wide as tall, and would seem cut by its photo on every side.
+    Returns (size, size, 3) uint8 and (size, size, 1) uint8 0/1; the margin is no person.
+    """
+    height, width = mask.shape[:2]
+    side = round(max(height, width) * (1 + 2 * margin))
+    y0, x0 = (side - height) // 2, (side - width) // 2
+    square = np.zeros((side, side, 3), np.uint8)
+    square[y0 : y0 + height, x0 : x0 + width] = photo
+    square_mask = np.zeros((side, side), np.uint8)
+    square_mask[y0 : y0 + height, x0 : x0 + width] = mask
+    return images.squash(square, size), images.squash_mask(square_mask, size)[..., None]
+
+
+def load_cutouts(split_dir: str | Path, image_size: int) -> tf.data.Dataset:
+    """A split of people cut out (photos.py of RGBA files), each pair ``letterbox``-ed: like ``load_split``.
+
+    Raises:
+        folders.DatasetError: a missing or empty split folder, or none of its pairs reads.
+    """
+    image_paths, mask_paths = find_pairs(split_dir)
+
+    def load(i):
+        photo, mask = load_pair(image_paths[i], mask_paths[i], 0)
+        return letterbox(photo, mask[..., 0], image_size)
+
+    shapes = [[image_size, image_size, 3], [image_size, image_size, 1]]
+    decoded, good = _read_once(len(image_paths), load, shapes, str(split_dir), "pair")
+    pairs = decoded.map(lambda i, image, mask: (image, mask))
+    return pairs.apply(tf.data.experimental.assert_cardinality(good))
 
 
 def to_float(image: tf.Tensor, mask: tf.Tensor, *rest) -> tuple:
@@ -202,6 +252,15 @@ def _forever(pairs: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     return pairs.shuffle(int(pairs.cardinality()), seed=seed, reshuffle_each_iteration=True).repeat()
 
 
+def _drawn(sources: list[tf.data.Dataset], weights: list[float], seed: int) -> tf.data.Dataset:
+    """Each source shuffled and repeated, drawn by weight (in proportion to their sizes: ``weights`` empty)."""
+    streams = [_forever(pairs, seed + i) for i, pairs in enumerate(sources)]
+    if len(streams) == 1:
+        return streams[0]
+    weights = weights or [float(pairs.cardinality()) for pairs in sources]
+    return tf.data.Dataset.sample_from_datasets(streams, [w / sum(weights) for w in weights], seed=seed)
+
+
 def training_batches(
     sources: list[tf.data.Dataset],
     batch_size: int = 32,
@@ -210,8 +269,9 @@ def training_batches(
     augmented: bool = False,
     augment_size: int | None = None,
     backgrounds: tf.data.Dataset | None = None,
-    composite_rate: float = 0.0,
+    composite_rate: float | list[float] = 0.0,
     cutouts: tf.data.Dataset | None = None,
+    scenes: bool = False,
 ) -> tf.data.Dataset:
     """The training stream: each source's pairs shuffled and repeated, drawn by weight, augmented, batched.
 
@@ -227,31 +287,57 @@ def training_batches(
         augment_size: the output size, when the pairs are larger (``--crop-from``).
         backgrounds: photos without people from ``load_backgrounds``; with
             ``composite_rate`` > 0, that share of the pairs is laid over them.
-        cutouts: pairs of people cut out (``load_split`` of a cutout folder): the person of
-            some composites (``augmentation.CUTOUT_SHARE``), never shown on their own.
+        composite_rate: that share, for every source, or a list of one share per source.
+        cutouts: pairs of people cut out (``load_split`` of a cutout folder; with ``scenes``,
+            ``load_cutouts``): the person of some composites (``augmentation.CUTOUT_SHARE``),
+            never shown on their own.
+        scenes: composites are ``augmentation.scene``-s; their second and third people are
+            drawn (by weight) from the sources whose share is above 0, and from the cutouts.
 
     Returns:
         An endless dataset of (images (batch, size, size, 3), masks (batch, size, size, 1)), float32.
     """
-    streams = [_forever(pairs, seed + i) for i, pairs in enumerate(sources)]
-    if len(streams) == 1:
-        stream = streams[0]
-    else:
-        weights = weights or [float(pairs.cardinality()) for pairs in sources]
-        stream = tf.data.Dataset.sample_from_datasets(streams, [w / sum(weights) for w in weights], seed=seed)
-    stream = stream.map(to_float, num_parallel_calls=AUTOTUNE)
+    rates = list(composite_rate) if isinstance(composite_rate, list | tuple) else [composite_rate] * len(sources)
+    if len(rates) != len(sources):
+        raise ValueError(f"composite_rate needs one share per source ({len(sources)}). Received: {rates}")
+    composited = augmented and backgrounds is not None and max(rates) > 0
+    if composited and len(set(rates)) > 1:  # each pair carries its source's share
+        sources = [
+            pairs.map(lambda *pair, r=r: (*pair, tf.constant(r, tf.float32)))
+            for pairs, r in zip(sources, rates, strict=True)
+        ]
+    stream = _drawn(sources, weights, seed).map(to_float, num_parallel_calls=AUTOTUNE)
     if augmented:
-        extras = [tf.data.Dataset.random(seed=seed).batch(2)]
-        scene = backgrounds is not None and composite_rate > 0
-        if scene:
-            extras.append(_forever(backgrounds, seed + 1000).map(lambda b: tf.cast(b, tf.float32) / 255.0))
+        extras = {"seeds": tf.data.Dataset.random(seed=seed).batch(2)}
+        if composited:
+            extras["background"] = _forever(backgrounds, seed + 1000).map(lambda b: tf.cast(b, tf.float32) / 255.0)
             if cutouts is not None:
-                extras.append(_forever(cutouts, seed + 1001).map(to_float))
+                extras["cutout"] = _forever(cutouts, seed + 1001).map(to_float)
+                if scenes:
+                    extras["cutout"] = extras["cutout"].batch(3)
+            if scenes:
+                # The second and third people: from the sources whose people are pasted at all.
+                pasted = [i for i, r in enumerate(rates) if r > 0]
+                people = _drawn(
+                    [sources[i] for i in pasted], [weights[i] for i in pasted] if weights else [], seed + 2000
+                )
+                extras["others"] = people.map(lambda image, mask, *rate: to_float(image, mask)).batch(2)
 
-        def view(pair, seeds, background=None, cutout=None):
-            return augmentation.augment(*pair, seeds, augment_size, background, composite_rate, cutout)
+        def view(pair, extra):
+            image, mask, *rate = pair
+            return augmentation.augment(
+                image,
+                mask,
+                extra["seeds"],
+                augment_size,
+                extra.get("background"),
+                rate[0] if rate else rates[0],
+                extra.get("cutout"),
+                extra.get("others"),
+                scenes,
+            )
 
-        stream = tf.data.Dataset.zip(stream, *extras).map(view, num_parallel_calls=AUTOTUNE, deterministic=True)
+        stream = tf.data.Dataset.zip(stream, extras).map(view, num_parallel_calls=AUTOTUNE, deterministic=True)
     return stream.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
@@ -319,8 +405,9 @@ def for_training(config: TrainConfig, epochs_done: int) -> Datasets:
         name: make_dataset(d / "val", config.image_size, config.batch_size)
         for name, d in zip(config.source_names, data_dirs, strict=True)
     }
-    backgrounds = load_backgrounds(config.backgrounds, crop_size) if config.backgrounds else None
-    cutouts = load_split(Path(config.cutouts) / "train", crop_size) if config.cutouts else None
+    backgrounds = load_backgrounds(list(config.backgrounds), crop_size) if config.backgrounds else None
+    load_people = load_cutouts if config.scenes else load_split
+    cutouts = load_people(Path(config.cutouts) / "train", crop_size) if config.cutouts else None
 
     def batches(seed: int) -> tf.data.Dataset:
         return training_batches(
@@ -331,8 +418,9 @@ def for_training(config: TrainConfig, epochs_done: int) -> Datasets:
             augmented=config.augment,
             augment_size=config.image_size if config.crop_from else None,
             backgrounds=backgrounds,
-            composite_rate=config.composite,
+            composite_rate=list(config.composite_shares),
             cutouts=cutouts,
+            scenes=config.scenes,
         )
 
     train = batches(seed)

@@ -215,3 +215,51 @@ def test_every_path_gives_the_model_the_same_input(tmp_path):
             assert np.abs(got.astype(int) - expected_x).max() <= 1, name
         for got in (y.numpy()[..., 0], fig_y[..., 0]):
             np.testing.assert_array_equal(got, expected_y, err_msg=name)
+
+
+def test_backgrounds_from_several_folders_and_their_subfolders(tmp_path):
+    """Releases nest their photos by class (places-scenes/src/dataset/train/ALL/NAT_swamp/...)."""
+    first, second = tmp_path / "places" / "rooms" / "kitchen", tmp_path / "bg"
+    (first / "deeper").mkdir(parents=True)
+    second.mkdir()
+    photo = images.encode(np.full((40, 60, 3), 90, np.uint8), ".jpg")
+    for path in (first / "a.jpg", first / "deeper" / "b.png", second / "c.jpg", second / "d.jpeg"):
+        path.write_bytes(photo)
+    (first / "notes.txt").write_text("not a photo")
+    backgrounds = data.load_backgrounds([tmp_path / "places", second], 32)
+    assert int(backgrounds.cardinality()) == 4
+    assert [b.shape for b in backgrounds] == [(32, 32, 3)] * 4
+    assert int(data.load_backgrounds(str(second), 32).cardinality()) == 2  # one folder, as a string
+
+
+@pytest.mark.parametrize("kind", ["no photos", "missing"])
+def test_a_backgrounds_folder_without_photos_is_a_one_line_error(tmp_path, kind):
+    good, bad = tmp_path / "good", tmp_path / "empty"
+    good.mkdir()
+    (good / "a.jpg").write_bytes(images.encode(np.zeros((8, 8, 3), np.uint8), ".jpg"))
+    if kind == "no photos":
+        (bad / "sub").mkdir(parents=True)
+        (bad / "sub" / "readme.txt").write_text("no photos here")
+    with pytest.raises(folders.DatasetError) as e:
+        data.load_backgrounds([good, bad], 32)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"--backgrounds {bad}: ")
+    assert ("no photos (.jpg" in message and "in it or its subfolders" in message) or "no such folder" in message
+
+
+def test_cutouts_keep_their_aspect_ratio_and_a_margin(tmp_path):
+    """A cutout three times as tall as wide stays so in the square it is read into, away from its edges."""
+    split = tmp_path / "cutouts" / "train"
+    (split / "images").mkdir(parents=True)
+    (split / "masks").mkdir()
+    mask = np.zeros((90, 30), np.uint8)
+    mask[:, 5:25] = 255  # the person spans the photo's height, as a tight cutout does
+    cv2.imwrite(str(split / "images" / "p.jpg"), np.full((90, 30, 3), 200, np.uint8))
+    cv2.imwrite(str(split / "masks" / "p.png"), mask)
+    ((image, person),) = list(data.load_cutouts(split, 64).as_numpy_iterator())
+    assert image.shape == (64, 64, 3) and person.shape == (64, 64, 1) and set(np.unique(person)) == {0, 1}
+    rows, cols = np.flatnonzero(person[..., 0].any(axis=1)), np.flatnonzero(person[..., 0].any(axis=0))
+    height, width = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+    assert height / width == pytest.approx(90 / 20, rel=0.15)
+    assert rows[0] >= 2 and rows[-1] <= 61, "a margin above and below: not cut by its photo"
+    assert image[32, 32].mean() > 150 and image[0, 0].max() == 0  # the photo in the middle, nothing round it

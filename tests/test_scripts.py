@@ -24,6 +24,7 @@ BENCHMARKS = [
     "real_report",
     "edges_figure",
     "check_encoder",
+    "training_views",
 ]
 # The scripts that import TensorFlow quiet it first (test_tensorflow_is_quieted_before_it_is_imported);
 # as each TensorFlow start-up costs seconds, train.py and results.py (below) stand for them in a new

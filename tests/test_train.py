@@ -91,6 +91,21 @@ def test_config_round_trips_and_old_configs_load():
         TrainConfig.from_dict({**old, "colour": "red"})
 
 
+def test_composite_shares_per_source_and_older_configs():
+    config, _, _ = parse_args(
+        ["--data-dir", "a", "b", "--augment", "--composite", "0.9", "0.2", "--backgrounds", "x", "y/z", "--scenes"]
+    )
+    assert config.composite_shares == (0.9, 0.2) and config.backgrounds == ("x", "y/z") and config.scenes
+    one = TrainConfig(data_dir=("a", "b", "c"), augment=True, composite=0.3, backgrounds="bg")
+    assert one.composite_shares == (0.3, 0.3, 0.3) and one.backgrounds == ("bg",)
+    assert TrainConfig().composite_shares == (0.0,) and TrainConfig().backgrounds == ()
+    # config.json before several shares and folders: one number, one folder (or null).
+    assert TrainConfig.from_dict({"augment": True, "composite": 0.3, "backgrounds": "bg"}) == one.replace(
+        data_dir="data"
+    )
+    assert TrainConfig.from_dict({"composite": 0.0, "backgrounds": None}) == TrainConfig()
+
+
 def test_the_old_name_width_still_sets_the_filter_scale(capsys):
     # --width and config.json's "width" were the filter scale's name before it was left to the images' width.
     config, _, given = parse_args(["--width", "0.5"])
@@ -144,6 +159,12 @@ def test_demo_is_a_preset_where_explicit_options_win(tmp_path):
         ),
         (["--augment", "--composite", "1.5", "--backgrounds", "bg"], "--composite must be a share"),
         (["--backgrounds", "bg"], "--backgrounds and --cutouts are for --composite"),
+        (
+            ["--data-dir", "a", "b", "--augment", "--composite", "0.5", "0.5", "0.5", "--backgrounds", "bg"],
+            r"one for all sources or one per --data-dir \(2\)\. Received: \[0\.5, 0\.5, 0\.5\]$",
+        ),
+        (["--augment", "--composite", "--backgrounds", "bg"], r"one per --data-dir \(1\)\. Received: \[\]$"),
+        (["--scenes"], "--scenes is for --composite"),
     ],
 )
 def test_bad_option_values_are_one_line_errors(argv, message, capsys):
@@ -484,8 +505,8 @@ def test_several_sources_with_composites_are_validated_and_tested_one_by_one(tin
     for i in range(3):
         (backgrounds / f"b{i}.png").write_bytes(images.encode(np.full((50, 70, 3), 40 * i, np.uint8), ".png"))
     config = tiny_config(tiny_data, tmp_path / "runs").replace(
-        data_dir=(str(tiny_data), str(second)), weights=(1.0, 3.0), epochs=2, augment=True, composite=0.5,
-        backgrounds=str(backgrounds), cutouts=str(tiny_data), name="mixed", verbose=1,
+        data_dir=(str(tiny_data), str(second)), weights=(1.0, 3.0), epochs=2, augment=True, composite=(0.5, 1.0),
+        backgrounds=str(backgrounds), cutouts=str(tiny_data), scenes=True, name="mixed", verbose=1,
     )  # fmt: skip
     summary = train.train(config)
     run = summary.run_dir
@@ -498,7 +519,7 @@ def test_several_sources_with_composites_are_validated_and_tested_one_by_one(tin
     assert summary.test["sources"]["data"]["iou"] == tests["data"]["iou"]
     options = json.loads((run / "config.json").read_text())["options"]
     assert options["data_dir"] == [str(tiny_data), str(second)] and options["weights"] == [1.0, 3.0]
-    assert options["composite"] == 0.5 and options["backgrounds"] == str(backgrounds)
+    assert options["composite"] == [0.5, 1.0] and options["backgrounds"] == [str(backgrounds)] and options["scenes"]
     assert json.loads((run / "config.json").read_text())["train_images_per_source"] == {"data": 12, "portraits": 12}
     assert read_config(run) == config  # config.json's lists read back as the options they were
 
