@@ -39,6 +39,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,7 @@ def find_photos(folder: Path) -> tuple[list[str], list[str]]:
         split_photos, split_masks = data.find_pairs(split)
         photos += split_photos
         masks += split_masks
-    stems = [Path(p).stem for p in photos]
-    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    repeated = sorted(stem for stem, n in Counter(Path(p).stem for p in photos).items() if n > 1)
     if repeated:
         raise folders.DatasetError(f"{folder}: photos of the same stem in two splits: {cli.listing(repeated)}")
     return photos, masks

@@ -240,3 +240,10 @@ def test_fetch_refuses_another_file_and_reports_pips_failure(tmp_path):
     ):
         peers.fetch_mediapipe(cache, pip=fake_pip(tmp_path, exit_code=3))
     assert not list(cache.iterdir())
+
+
+def test_a_stem_in_two_splits_of_a_source_is_a_one_line_error(tmp_path, mean_model, capsys):
+    for split in ("train", "val"):
+        write_split(tmp_path / "source" / split, sizes=SIZES[:1])
+    assert full_size.main(["--mediapipe-model", str(mean_model), f"s={tmp_path / 'source'}"]) == 2
+    one_line_error(capsys, f"{tmp_path / 'source'}: photos of the same stem in two splits: p0")
