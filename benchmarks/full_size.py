@@ -66,12 +66,16 @@ def parse_split(text: str) -> tuple[str, Path]:
 
 
 def find_photos(folder: Path) -> tuple[list[str], list[str]]:
-    """The (photos, masks) of a split folder (images/, masks/), or of every split of a converter's output folder.
+    """The (photos, masks) of a split folder (images/, masks/), or of every split of a converter's output folder
+    (train/, val/, test/, those with photos).
 
     Raises:
         folders.DatasetError: as ``data.find_pairs``; or two splits hold photos of the same stem.
     """
-    splits = [folder / split for split in SPLITS if (folder / split / "images").is_dir()]
+    # The splits that hold photos (a held-out source's converter may put all of them in test/).
+    splits = [
+        s for s in (folder / split for split in SPLITS) if (s / "images").is_dir() and images.list_images(s / "images")
+    ]
     if (folder / "images").is_dir() or not splits:
         return data.find_pairs(folder)
     photos, masks = [], []
