@@ -17,7 +17,8 @@ guided filter), on the same photos. ``--peer mediapipe`` also scores MediaPipe's
 segmenter on the same photos with the same metrics (benchmarks/peers.py: its probability
 upsampled bilinearly to the photo's size, person where >= 0.5), in columns beside ours.
 Prints one markdown row per split and setting, with the processor, and the time results.py
-took per photo; ``--json`` writes every photo's scores (and keeps the peer's: a rerun with the
+took per photo (the whole command: reading, network, guided filter, writing; the peer's time is
+its network and upsampling alone); ``--json`` writes every photo's scores (and keeps the peer's: a rerun with the
 same file and photos takes them from it).
 
     python -m benchmarks.full_size --summarize runs/ab-* [--peer mediapipe]

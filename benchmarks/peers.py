@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import cli
 import images
 
 MEDIAPIPE = "mediapipe"  # the name --peer takes
@@ -49,6 +51,8 @@ WHEEL_PLATFORM = ("--platform", "manylinux2014_x86_64", "--python-version", "3.1
 MEDIAPIPE_MEMBER = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
 MEDIAPIPE_SHA256 = "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"
 MEDIAPIPE_FILE = "selfie_segmentation.tflite"
+# What LiteRT writes to the standard error when it allocates the tensors, every time: nothing to act on.
+DELEGATE_NOTICE = re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU")
 
 
 class PeerError(ValueError):
@@ -139,7 +143,8 @@ class MediaPipeSelfie:
             ) from None
         try:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads or os.cpu_count() or 1)
-            self.interpreter.allocate_tensors()
+            with cli.stderr_without(DELEGATE_NOTICE):
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise PeerError(f"{self.path}: not a LiteRT model LiteRT can run ({reason})") from None
