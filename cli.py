@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -32,19 +33,30 @@ def quiet_tensorflow() -> None:
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = MIN_LOG_LEVEL
+    with stderr_without(_STARTUP_NOISE):
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def stderr_without(noise: re.Pattern):
+    """Within it, the lines written to the standard error that ``noise`` matches (at their start) are dropped.
+
+    For C++ libraries' log lines: they write to file descriptor 2, not to sys.stderr, so it is
+    captured and the other lines are written out at the end, in order.
+    """
     sys.stderr.flush()
     with tempfile.TemporaryFile() as captured:
-        saved = os.dup(2)  # the C++ code writes to file descriptor 2, not to sys.stderr
+        saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not _STARTUP_NOISE.match(line)))
+            sys.stderr.write("".join(line for line in lines if not noise.match(line)))
             sys.stderr.flush()
 
 
