@@ -41,7 +41,9 @@ FEATHER = 0.03  # a zoomed-out photo's border blends into the background over th
 SCENE_FRAMED = 0.3  # probability that the frame shows only the top of its main person (portrait to half-body)
 FIGURE_HEIGHT = (0.15, 0.95)  # otherwise the whole person, this share of the frame's height (log-uniform)
 CROWD = (0.5, 0.2)  # probability of a second person in the frame, and of a third
-SIDE_CUT = (0.25, (0.2, 0.5))  # probability of a person leaving by the left or right edge, share of its width
+# Probability of a person leaving by the left or right edge, the share of its width that leaves, and the
+# least height (a share of the frame's) for it: smaller figures so cut leave a sliver of a few pixels.
+SIDE_CUT = (0.25, (0.2, 0.5), 0.3)
 BOTTOM_CUT = (0.2, (0.1, 0.4))  # probability of a whole person's legs leaving by the bottom edge, share of its height
 FRONT = 0.5  # the main person's lead in the random depth order (drawn in front of the others most often)
 # People's width in the frame x their stored aspect ratio (log-uniform, one factor per frame): the photos
@@ -237,10 +239,12 @@ def scene_target(box: tf.Tensor, u: tf.Tensor, framed_rate, squash) -> tf.Tensor
     With probability ``framed_rate`` only the top of the person shows (as ``person_target``);
     otherwise the whole person is FIGURE_HEIGHT of the frame tall (log-uniform: small figures are
     as common as large ones), feet in the lower half, or legs cut by the bottom edge (BOTTOM_CUT).
-    Its width is the box's aspect ratio times ``squash``. With probability SIDE_CUT[0] it leaves
-    the frame by its left or right edge, else at most a tenth of it does. An edge where the
-    person's own photo cuts it (the box within EDGE of it) stays at or beyond the frame's edge,
-    so no person ends in a straight line inside the frame.
+    Its width is the box's aspect ratio times ``squash``. With probability SIDE_CUT[0] (if at
+    least SIDE_CUT[2] of the frame tall) it leaves the frame by its left or right edge, else at
+    most a tenth of it does. An edge where the person's own photo cuts it (the box within EDGE
+    of it) stays at or beyond the frame's edge, so no person ends in a straight line inside the
+    frame; a person cut on two opposite sides is enlarged to fill the frame that way, and then
+    framed to show the top of its head (unless its photo cuts that too).
     """
     touch = tf.stack([box[0] <= EDGE, box[1] <= EDGE, box[2] >= 1 - EDGE, box[3] >= 1 - EDGE])
     framed = u[0] < framed_rate
@@ -262,10 +266,11 @@ def scene_target(box: tf.Tensor, u: tf.Tensor, framed_rate, squash) -> tf.Tensor
     )
     scale = tf.maximum(scale, 1.0)
     height, width = height * scale, width * scale
-    top = tf.where(framed, top_framed, bottom - height)
+    top = tf.where(framed | (scale > 1.0), top_framed, bottom - height)  # a person so enlarged shows their head
     side = _uniform(u[6], SIDE_CUT[1])
     left = tf.where(u[7] < 0.5, -side * width, 1.0 - (1.0 - side) * width)
-    left = tf.where(u[5] < SIDE_CUT[0], left, -0.1 * width + (1.0 - 0.8 * width) * u[8])
+    cut = (u[5] < SIDE_CUT[0]) & (height >= SIDE_CUT[2])
+    left = tf.where(cut, left, -0.1 * width + (1.0 - 0.8 * width) * u[8])
     top = tf.where(touch[0], tf.minimum(top, 0.0), top)
     top = tf.where(touch[2], tf.maximum(top, 1.0 - height), top)
     left = tf.where(touch[1], tf.minimum(left, 0.0), left)

@@ -356,12 +356,14 @@ def test_scene_targets_keep_the_photos_cuts_beyond_the_frame():
         y0, x0, y1, x1 = target(tf.constant([0.0, 0.0, 1.0, 0.4]), u, 0.3, 1.0).numpy()
         assert y0 <= eps and x0 <= eps and y1 >= 1 - eps, "cut by its photo at the top, left and bottom"
         y0, x0, y1, x1 = target(tf.constant([0.3, 0.0, 0.9, 1.0]), u, 0.3, 0.7).numpy()
-        assert x0 <= eps and x1 >= 1 - eps and y0 < 1 and y1 > 0
+        assert x0 <= eps and x1 >= 1 - eps and 0.02 - eps <= y0 <= 0.3 + eps, "enlarged to the width: the head shows"
         y0, x0, y1, x1 = target(tf.constant([0.0, 0.0, 1.0, 1.0]), u, 0.3, 0.6).numpy()
         assert max(y0, x0) <= eps and min(y1, x1) >= 1 - eps, "cut on all four sides: fills the frame"
         y0, x0, y1, x1 = target(tf.constant([0.1, 0.3, 0.9, 0.5]), u, 0.0, 1.0).numpy()
         assert 0.15 * 0.999 <= y1 - y0 <= 0.95 * 1.001, "a whole figure, 15-95% of the frame"
         assert np.isclose((x1 - x0) / (y1 - y0), 0.25), "the box's aspect ratio times the squash"
+        if y1 - y0 < augmentation.SIDE_CUT[2]:  # a small figure leaves at most a tenth of itself out, not a sliver in
+            assert x0 >= -0.1 * (x1 - x0) - eps and x1 <= 1 + 0.1 * (x1 - x0) + eps
 
 
 def test_scenes_are_repeatable_per_seed():
