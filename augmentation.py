@@ -4,7 +4,9 @@ The original trained on the squashed photos as they are. These widen the trainin
 distribution beyond one framing: upper-body and zoomed crops, other aspect ratios, mirror
 images, other lighting and colours, blur and noise, and, given photos without people
 (train.py --composite), people laid over other backgrounds from head-and-shoulders to a
-small full-body figure, and whole photos zoomed out into a larger frame.
+small full-body figure, and whole photos zoomed out into a larger frame; with --scenes
+(``scene``), composites that look like everyday photos: up to three people at every scale, cut
+by any edge of the frame, lit like the background, sometimes moving or out of focus.
 
 Pure TensorFlow ops on one pair at a time, so they run inside the tf.data pipeline
 (data.training_batches); every function takes a stateless seed, so a seed gives the same
