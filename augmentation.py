@@ -4,7 +4,9 @@ The original trained on the squashed photos as they are. These widen the trainin
 distribution beyond one framing: upper-body and zoomed crops, other aspect ratios, mirror
 images, other lighting and colours, blur and noise, and, given photos without people
 (train.py --composite), people laid over other backgrounds from head-and-shoulders to a
-small full-body figure, and whole photos zoomed out into a larger frame.
+small full-body figure, and whole photos zoomed out into a larger frame; with --scenes
+(``scene``), composites that look like everyday photos: up to three people at every scale, cut
+by any edge of the frame, lit like the background, sometimes moving or out of focus.
 
 Pure TensorFlow ops on one pair at a time, so they run inside the tf.data pipeline
 (data.training_batches); every function takes a stateless seed, so a seed gives the same
@@ -14,6 +16,7 @@ view on every run. Images are (h, w, 3) float32 in [0, 1], masks (h, w, 1) float
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import tensorflow as tf
@@ -40,7 +43,9 @@ FEATHER = 0.03  # a zoomed-out photo's border blends into the background over th
 SCENE_FRAMED = 0.3  # probability that the frame shows only the top of its main person (portrait to half-body)
 FIGURE_HEIGHT = (0.15, 0.95)  # otherwise the whole person, this share of the frame's height (log-uniform)
 CROWD = (0.5, 0.2)  # probability of a second person in the frame, and of a third
-SIDE_CUT = (0.25, (0.2, 0.5))  # probability of a person leaving by the left or right edge, share of its width
+# Probability of a person leaving by the left or right edge, the share of its width that leaves, and the
+# least height (a share of the frame's) for it: smaller figures so cut leave a sliver of a few pixels.
+SIDE_CUT = (0.25, (0.2, 0.5), 0.3)
 BOTTOM_CUT = (0.2, (0.1, 0.4))  # probability of a whole person's legs leaving by the bottom edge, share of its height
 FRONT = 0.5  # the main person's lead in the random depth order (drawn in front of the others most often)
 # People's width in the frame x their stored aspect ratio (log-uniform, one factor per frame): the photos
@@ -53,6 +58,7 @@ MOTION = (0.15, 0.1)  # probability of a moving subject (its layer blurred along
 SUBJECT_BLUR = (0.02, 0.08)  # ... the moving subject's blur length, a share of the frame's side
 CAMERA_BLUR = (0.01, 0.04)  # ... the moving camera's
 EDGE = 0.02  # a person's box this close to its photo's edge: the photo cuts the person there
+PERMUTATIONS = list(itertools.permutations(range(3)))  # the depth orders of a scene's three people
 
 
 def random_crop_box(seed: tf.Tensor) -> tf.Tensor:
@@ -218,9 +224,11 @@ def composite(
 
 # ---------------------------------------------------------------------------- everyday-photo composites
 #
-# A scene is built from layers over a background, each (size, size, 5): colour premultiplied by its
-# opacity (3), opacity (1), and how much of it is a person (1): a person's layer is opaque where it
-# is a person, a zoomed-out photo is opaque all over and a person only where its mask is.
+# A scene is built from layers over a background, each a triple of (size, size, c) tensors: its colour
+# premultiplied by its opacity (3), its opacity (1), and how much of it is a person (1): a person's
+# layer is opaque where it is a person, a zoomed-out photo is opaque all over and a person only where
+# its mask is.
+Layer = tuple[tf.Tensor, tf.Tensor, tf.Tensor]
 
 
 def _log_uniform(u: tf.Tensor, bounds: tuple[float, float]) -> tf.Tensor:
@@ -233,10 +241,12 @@ def scene_target(box: tf.Tensor, u: tf.Tensor, framed_rate, squash) -> tf.Tensor
     With probability ``framed_rate`` only the top of the person shows (as ``person_target``);
     otherwise the whole person is FIGURE_HEIGHT of the frame tall (log-uniform: small figures are
     as common as large ones), feet in the lower half, or legs cut by the bottom edge (BOTTOM_CUT).
-    Its width is the box's aspect ratio times ``squash``. With probability SIDE_CUT[0] it leaves
-    the frame by its left or right edge, else at most a tenth of it does. An edge where the
-    person's own photo cuts it (the box within EDGE of it) stays at or beyond the frame's edge,
-    so no person ends in a straight line inside the frame.
+    Its width is the box's aspect ratio times ``squash``. With probability SIDE_CUT[0] (if at
+    least SIDE_CUT[2] of the frame tall) it leaves the frame by its left or right edge, else at
+    most a tenth of it does. An edge where the person's own photo cuts it (the box within EDGE
+    of it) stays at or beyond the frame's edge, so no person ends in a straight line inside the
+    frame; a person cut on two opposite sides is enlarged to fill the frame that way, and then
+    framed to show the top of its head (unless its photo cuts that too).
     """
     touch = tf.stack([box[0] <= EDGE, box[1] <= EDGE, box[2] >= 1 - EDGE, box[3] >= 1 - EDGE])
     framed = u[0] < framed_rate
@@ -258,10 +268,11 @@ def scene_target(box: tf.Tensor, u: tf.Tensor, framed_rate, squash) -> tf.Tensor
     )
     scale = tf.maximum(scale, 1.0)
     height, width = height * scale, width * scale
-    top = tf.where(framed, top_framed, bottom - height)
+    top = tf.where(framed | (scale > 1.0), top_framed, bottom - height)  # a person so enlarged shows their head
     side = _uniform(u[6], SIDE_CUT[1])
     left = tf.where(u[7] < 0.5, -side * width, 1.0 - (1.0 - side) * width)
-    left = tf.where(u[5] < SIDE_CUT[0], left, -0.1 * width + (1.0 - 0.8 * width) * u[8])
+    cut = (u[5] < SIDE_CUT[0]) & (height >= SIDE_CUT[2])
+    left = tf.where(cut, left, -0.1 * width + (1.0 - 0.8 * width) * u[8])
     top = tf.where(touch[0], tf.minimum(top, 0.0), top)
     top = tf.where(touch[2], tf.maximum(top, 1.0 - height), top)
     left = tf.where(touch[1], tf.minimum(left, 0.0), left)
@@ -269,54 +280,57 @@ def scene_target(box: tf.Tensor, u: tf.Tensor, framed_rate, squash) -> tf.Tensor
     return tf.stack([top, left, top + height, left + width])
 
 
-def person_layer(image: tf.Tensor, mask: tf.Tensor, u: tf.Tensor, size: int, framed_rate, squash) -> tf.Tensor:
-    """The masked person of a pair placed by ``scene_target``: a (size, size, 5) layer."""
+def person_layer(image: tf.Tensor, mask: tf.Tensor, u: tf.Tensor, size: int, framed_rate, squash) -> Layer:
+    """The masked person of a pair placed by ``scene_target``: a layer."""
     box = person_box(mask)
     placed = place(tf.concat([image, mask], axis=-1), box, scene_target(box, u, framed_rate, squash), size)
     alpha = placed[..., 3:]
-    return tf.concat([placed[..., :3] * alpha, alpha, alpha], axis=-1)
+    return placed[..., :3] * alpha, alpha, alpha
 
 
-def photo_layer(image: tf.Tensor, mask: tf.Tensor, u: tf.Tensor, size: int) -> tf.Tensor:
-    """A whole photo zoomed out (``zoomed_out``), its own background too: a (size, size, 5) layer."""
+def photo_layer(image: tf.Tensor, mask: tf.Tensor, u: tf.Tensor, size: int) -> Layer:
+    """A whole photo zoomed out (``zoomed_out``), its own background too: a layer."""
     photo, weight, person = zoomed_out(tf.concat([image, mask], axis=-1), u, size)
-    return tf.concat([photo * weight, weight, person], axis=-1)
+    return photo * weight, weight, person
 
 
-def harmonise(layer: tf.Tensor, background_mean: tf.Tensor, strength: tf.Tensor) -> tf.Tensor:
+def harmonise(layer: Layer, background_mean: tf.Tensor, strength: tf.Tensor) -> Layer:
     """A layer's colours scaled per channel so that its mean moves ``strength`` of the way to the background's.
 
     The same light falls on a person and the scene around them; a pasted person keeps the light
     of another photo, which alone would tell the network where the paste is. A gain per channel
     (in [0.5, 2]) is how a change of light or white balance acts on a photo.
     """
-    opacity = layer[..., 3:4]
-    mean = tf.reduce_sum(layer[..., :3], axis=(0, 1)) / (tf.reduce_sum(opacity) + 1e-3)
+    colour, opacity, share = layer
+    mean = tf.reduce_sum(colour, axis=(0, 1)) / (tf.reduce_sum(opacity) + 1e-3)
     gain = tf.clip_by_value((background_mean + 0.03) / (mean + 0.03), 0.5, 2.0) ** strength
-    return tf.concat([layer[..., :3] * gain, layer[..., 3:]], axis=-1)
+    return colour * gain, opacity, share
 
 
-def motion_blur(image: tf.Tensor, length: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
+def _filtered(layer: Layer, blur) -> Layer:
+    """A layer through ``blur`` of its channels together, so that colour, opacity and person stay in step."""
+    out = blur(tf.concat(layer, axis=-1))
+    return out[..., :3], out[..., 3:4], out[..., 4:]
+
+
+def motion_blur(image: tf.Tensor, length: tf.Tensor, angle: tf.Tensor, taps: int = 24) -> tf.Tensor:
     """A (h, w, c) image averaged along a line of ``length`` pixels at ``angle`` (radians): a moving exposure.
 
-    The mean of copies shifted at most a pixel apart along the line (bilinear), edges
-    extended: what a camera records of a subject (or a scene) that moves that far while the
-    shutter is open.
+    What a camera records of a subject (or a scene) that moves that far while the shutter is
+    open: the mean of ``taps`` copies shifted evenly along the line, each by whole pixels (a
+    slice of the image padded by mirroring), so that it costs a copy per tap rather than a
+    resampling (a fifth of the time). Copies at most a pixel apart need ``length`` < ``taps``.
     """
-    taps = tf.clip_by_value(tf.cast(tf.math.ceil(length), tf.int32) + 1, 2, 64)
-    offsets = tf.linspace(-0.5, 0.5, taps) * length
-    dx, dy = offsets * tf.cos(angle), offsets * tf.sin(angle)
-    one, zero = tf.ones_like(dx), tf.zeros_like(dx)
-    transforms = tf.stack([one, zero, dx, zero, one, dy, zero, zero], axis=1)
-    shifted = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.tile(image[None], [taps, 1, 1, 1]),
-        transforms=transforms,
-        output_shape=tf.shape(image)[:2],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="NEAREST",
-    )
-    return tf.reduce_mean(shifted, axis=0)
+    steps = tf.linspace(-0.5, 0.5, taps) * length
+    dx = tf.cast(tf.round(steps * tf.cos(angle)), tf.int32)
+    dy = tf.cast(tf.round(steps * tf.sin(angle)), tf.int32)
+    pad = tf.reduce_max(tf.abs(tf.concat([dx, dy], axis=0)))
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="SYMMETRIC")
+    size = tf.shape(image)
+    total = tf.zeros_like(image)
+    for k in range(taps):
+        total += tf.slice(padded, tf.stack([pad + dy[k], pad + dx[k], 0]), size)
+    return total / taps
 
 
 def _blurred(both: tf.Tensor, u: tf.Tensor, bounds: tuple[float, float], size: int) -> tf.Tensor:
@@ -340,8 +354,9 @@ def scene(
     placed by ``scene_target`` (close portraits to small figures, cut by any edge of the frame)
     in a random depth order, its colours ``harmonise``-d partway to the background's, and
     sometimes slightly out of focus (DEFOCUS). As in ``composite``, ``zoom_out_rate`` of the
-    frames show the pair's whole photo shrunk, its own background too, instead of its person alone. Sometimes the main person moves (its layer, colour and opacity, blurred along a
-    line: MOTION[0]) or the camera does (the whole frame and mask: MOTION[1]).
+    frames show the pair's whole photo shrunk, its own background too, instead of its person
+    alone. Sometimes the main person moves (its layer, colour and opacity, blurred along a line:
+    MOTION[0]) or the camera does (the whole frame and mask: MOTION[1]).
 
     The mask is every pixel where a person covers half or more of the frame: layers compose
     with "over", so a person in front hides the ones behind it, and the person's share
@@ -374,39 +389,52 @@ def scene(
     people = [(image, mask)]
     people += [(others[0][k], others[1][k]) for k in range(2)] if others is not None else [(image, mask)] * 2
     cutout = [u[1 + k] < CUTOUT_SHARE if cutouts is not None else tf.constant(False) for k in range(3)]
-    if cutouts is not None:
-        people = [
-            (tf.where(c, cutouts[0][k], i), tf.where(c, cutouts[1][k], m))
-            for k, (c, (i, m)) in enumerate(zip(cutout, people, strict=True))
-        ]
     count = 1 + tf.cast(u[4] < CROWD[0], tf.int32) + tf.cast(u[5] < CROWD[1], tf.int32)
     background_mean = tf.reduce_mean(new, axis=(0, 1))
 
-    def layer(k: int) -> tf.Tensor:
+    def layer(k: int) -> Layer:
         v = tf.random.stateless_uniform([13], seeds[4 + k])
         # Cutouts are whole figures as small as the crop: never enlarged to a head-and-shoulders framing.
         framed = tf.where(cutout[k], 0.0, SCENE_FRAMED if k == 0 else SCENE_FRAMED / 3)
-        made = lambda: person_layer(*people[k], v, size, framed, squash)  # noqa: E731
+
+        def placed():
+            person = people[k]
+            if cutouts is not None:
+                person = tf.cond(cutout[k], lambda: (cutouts[0][k], cutouts[1][k]), lambda: people[k])
+            return person_layer(*person, v, size, framed, squash)
+
         if k == 0:  # the pair's whole photo, zoomed out: never a cutout's
             zoom = (v[9] < zoom_out_rate) & ~cutout[0]
-            made = functools.partial(tf.cond, zoom, lambda: photo_layer(image, mask, v[1:5], size), made)
+            made = tf.cond(zoom, lambda: photo_layer(image, mask, v[1:5], size), placed)
         else:
-            made = functools.partial(tf.cond, k < count, made, lambda: tf.zeros([size, size, 5]))
-        made = harmonise(made(), background_mean, _uniform(v[10], HARMONY))
+            made = placed()
+        made = harmonise(made, background_mean, _uniform(v[10], HARMONY))
         sigma = _uniform(v[12], DEFOCUS[1])
-        return tf.cond(v[11] < DEFOCUS[0], lambda: gaussian_blur(made, sigma, radius=3), lambda: made)
+        return tf.cond(v[11] < DEFOCUS[0], lambda: _filtered(made, lambda x: gaussian_blur(x, sigma, 3)), lambda: made)
 
-    layers = [layer(k) for k in range(3)]
     w = tf.random.stateless_uniform([4], seeds[7])
-    moving = lambda: _blurred(layers[0], w, SUBJECT_BLUR, size)  # noqa: E731
-    layers[0] = tf.cond(u[6] < MOTION[0], moving, lambda: layers[0])
+    main = layer(0)
+    moving = lambda: _filtered(main, lambda x: _blurred(x, w, SUBJECT_BLUR, size))  # noqa: E731
+    layers = [tf.cond(u[6] < MOTION[0], moving, lambda: main), None, None]
     order = tf.argsort(tf.random.stateless_uniform([3], seeds[8]) + tf.constant([FRONT, 0.0, 0.0]))
-    stacked = tf.gather(tf.stack(layers), order)
-    frame, person = new, tf.zeros([size, size, 1])
-    for k in range(3):  # back to front, "over"
-        colour, opacity, share = stacked[k, ..., :3], stacked[k, ..., 3:4], stacked[k, ..., 4:]
-        frame = colour + (1.0 - opacity) * frame
-        person = share + (1.0 - opacity) * person
+    permutation = tf.argmax(tf.reduce_all(tf.constant(PERMUTATIONS, tf.int32) == order, axis=1), output_type=tf.int32)
+
+    def compose(back_to_front: tuple[int, ...]) -> tuple[tf.Tensor, tf.Tensor]:
+        frame, person = new, tf.zeros([size, size, 1])
+        for k in back_to_front:  # "over"; the second and third persons' layers made only if they are there
+            if k == 0:
+                colour, opacity, share = layers[0]
+                frame, person = colour + (1.0 - opacity) * frame, share + (1.0 - opacity) * person
+                continue
+
+            def over(k=k, frame=frame, person=person):
+                colour, opacity, share = layer(k)
+                return colour + (1.0 - opacity) * frame, share + (1.0 - opacity) * person
+
+            frame, person = tf.cond(k < count, over, lambda frame=frame, person=person: (frame, person))
+        return frame, person
+
+    frame, person = tf.switch_case(permutation, [functools.partial(compose, p) for p in PERMUTATIONS])
     both = tf.concat([frame, person], axis=-1)
     both = tf.cond(u[7] < MOTION[1], lambda: _blurred(both, w[2:], CAMERA_BLUR, size), lambda: both)
     return tf.clip_by_value(both[..., :3], 0.0, 1.0), tf.cast(both[..., 3:] >= 0.5, tf.float32)

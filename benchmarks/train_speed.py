@@ -5,6 +5,7 @@
     python -m benchmarks.train_speed --filter-scales 0.25   # one filter scale only
     python -m benchmarks.train_speed --encoder efficientnet_lite0 --image-size 128 192 256 --batch-size 16 \
         --filter-scales 1.0 --configs "fp32 + fused BN" "bfloat16 + fused BN" --pipeline-images 0
+    python -m benchmarks.train_speed --augmentation 192 256  # the training pipeline alone, with each augmentation
 
 Prints the processor (model and its AVX2 / AVX-512 / bfloat16 / AMX flags: figures from
 machines of different classes are not comparable), images/s for the input pipeline alone
@@ -16,6 +17,11 @@ each in a fresh process, with the ratio to float32 at the same size and filter s
 Each one's float32 baseline runs first and last: the two figures show how noisy the
 machine was. Beside images/s, CPU seconds per image (the process's, all its threads): on
 a machine shared with other work, the figure that says what the work costs.
+
+``--augmentation SIZE...`` measures train.py's training pipeline alone instead (cached pairs ->
+augmented float batches, ``data.training_batches`` on all cores) at each input size, without
+augmentation, with --augment, with today's composites and with --scenes: images/s and the CPU
+time per image, which says how much of the cores the pipeline takes from a training step.
 """
 
 from __future__ import annotations
@@ -117,6 +123,84 @@ def measure_pipeline(split: Path, image_size: int, batch_size: int, batches: int
     return {"first_pass_images_per_s": count / first, "images_per_s": batches * batch_size / cached, "images": count}
 
 
+# name -> data.training_batches options (train.py's: --augment, --composite SHARE, --scenes); cutouts in all composites
+PIPELINES = {
+    "no augmentation": {},
+    "--augment": {"augmented": True},
+    "--augment --composite 0.5": {"augmented": True, "composite_rate": 0.5},
+    "--augment --composite 0.5 --scenes": {"augmented": True, "composite_rate": 0.5, "scenes": True},
+    "--augment --composite 1 --scenes": {"augmented": True, "composite_rate": 1.0, "scenes": True},
+}
+
+
+def synthetic_pairs(n: int, size: int, seed: int, people: bool = True) -> tf.data.Dataset:
+    """n cached uint8 (photo, mask) pairs of textured photos with a person-sized ellipse each (or photos alone)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (n, size // 8, size // 8, 3), dtype=np.uint8)
+    photos = np.stack([cv2.resize(s, (size, size), interpolation=cv2.INTER_CUBIC) for s in small])
+    if not people:
+        return tf.data.Dataset.from_tensor_slices(photos).cache()
+    yy, xx = np.mgrid[:size, :size] / size
+    masks = np.stack(
+        [((yy - 0.3 - 0.4 * a) ** 2 / 0.16 + (xx - 0.2 - 0.6 * b) ** 2 / 0.02 < 1) for a, b in rng.random((n, 2))]
+    )[..., None].astype(np.uint8)
+    return tf.data.Dataset.from_tensor_slices((photos, masks)).cache()
+
+
+def measure_augmentation(name: str, image_size: int, batch_size: int, batches: int) -> dict:
+    """Images/s and CPU ms per image of data.training_batches with PIPELINES[name], over cached synthetic pairs."""
+    options = PIPELINES[name]
+    sources = [synthetic_pairs(128, image_size, 0), synthetic_pairs(128, image_size, 1)]
+    extras = {}
+    if options.get("composite_rate"):
+        extras = {"backgrounds": synthetic_pairs(64, image_size, 2, people=False)}
+        extras["cutouts"] = synthetic_pairs(32, image_size, 3)
+    stream = data.training_batches(sources, batch_size, seed=1, **options, **extras)
+    iterator = iter(stream)
+    for _ in range(3):  # tracing, caches filled, autotuning settled
+        next(iterator)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        next(iterator)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    images = batches * batch_size
+    return {"images_per_s": images / seconds, "cpu_ms_per_image": 1000 * cpu / images}
+
+
+def augmentation_table(args) -> None:
+    """--augmentation: each pipeline at each size in a fresh process; one markdown table."""
+    cpu = hardware.cpu_info()
+    print(f"processor: {cpu.describe()}, {os.cpu_count()} cores; native bfloat16: {cpu.native_bfloat16}")
+    print(f"benchmark: train.py's training pipeline alone, batch {args.batch_size}, {args.batches} batches each")
+    rows = []
+    for size in args.augmentation:
+        for name in PIPELINES:
+            code = (
+                "import json, benchmarks.train_speed as b; "
+                f"print(json.dumps(b.measure_augmentation({name!r}, {size}, {args.batch_size}, {args.batches})))"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )  # fmt: skip
+            if done.returncode:
+                result = {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+            else:
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append((size, name, result))
+            shown = result.get("error") or f"{result['images_per_s']:.0f} images/s"
+            print(f"  measured {size}px {name}: {shown}", flush=True)
+    print(f"\n{cpu.describe()}, {os.cpu_count()} cores\n")
+    print("| input | pipeline | images/s (all cores) | CPU ms per image | cores taken at 15 images/s of training |")
+    print("|---|---|---|---|---|")
+    for size, name, r in rows:
+        if "error" in r:
+            print(f"| {size} | {name} | failed: {r['error'][:60]} | | |")
+        else:
+            share = 15 * r["cpu_ms_per_image"] / 1000
+            print(f"| {size} | {name} | {r['images_per_s']:.0f} | {r['cpu_ms_per_image']:.1f} | {share:.2f} |")
+
+
 def run_child(name: str, filter_scale: float, image_size: int, args) -> dict:
     options, env = CONFIGS[name]
     cmd = [sys.executable, "-m", "benchmarks.train_speed", "--child", name, "--steps", str(args.steps)]
@@ -149,8 +233,19 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--pipeline-images", type=int, default=512, help="JPEGs in the input-pipeline test (at the first size); 0: none"
     )
+    parser.add_argument(
+        "--augmentation",
+        nargs="+",
+        type=int,
+        metavar="SIZE",
+        help="measure the training pipeline alone with each augmentation at these input sizes instead",
+    )
+    parser.add_argument("--batches", type=int, default=30, help="measured batches per pipeline with --augmentation")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.augmentation:
+        augmentation_table(args)
+        return
 
     if args.child:
         options = CONFIGS[args.child][0]

@@ -356,12 +356,14 @@ def test_scene_targets_keep_the_photos_cuts_beyond_the_frame():
         y0, x0, y1, x1 = target(tf.constant([0.0, 0.0, 1.0, 0.4]), u, 0.3, 1.0).numpy()
         assert y0 <= eps and x0 <= eps and y1 >= 1 - eps, "cut by its photo at the top, left and bottom"
         y0, x0, y1, x1 = target(tf.constant([0.3, 0.0, 0.9, 1.0]), u, 0.3, 0.7).numpy()
-        assert x0 <= eps and x1 >= 1 - eps and y0 < 1 and y1 > 0
+        assert x0 <= eps and x1 >= 1 - eps and 0.02 - eps <= y0 <= 0.3 + eps, "enlarged to the width: the head shows"
         y0, x0, y1, x1 = target(tf.constant([0.0, 0.0, 1.0, 1.0]), u, 0.3, 0.6).numpy()
         assert max(y0, x0) <= eps and min(y1, x1) >= 1 - eps, "cut on all four sides: fills the frame"
         y0, x0, y1, x1 = target(tf.constant([0.1, 0.3, 0.9, 0.5]), u, 0.0, 1.0).numpy()
         assert 0.15 * 0.999 <= y1 - y0 <= 0.95 * 1.001, "a whole figure, 15-95% of the frame"
         assert np.isclose((x1 - x0) / (y1 - y0), 0.25), "the box's aspect ratio times the squash"
+        if y1 - y0 < augmentation.SIDE_CUT[2]:  # a small figure leaves at most a tenth of itself out, not a sliver in
+            assert x0 >= -0.1 * (x1 - x0) - eps and x1 <= 1 + 0.1 * (x1 - x0) + eps
 
 
 def test_scenes_are_repeatable_per_seed():
@@ -382,34 +384,40 @@ def test_scenes_are_repeatable_per_seed():
 
 def test_harmonise_moves_a_persons_colour_toward_the_background():
     def opaque(colour):
-        return tf.concat([tf.ones([8, 8, 3]) * colour, tf.ones([8, 8, 2])], axis=-1)
+        return tf.ones([8, 8, 3]) * colour, tf.ones([8, 8, 1]), tf.ones([8, 8, 1])
 
-    layer, background_mean = opaque([0.5, 0.4, 0.35]), tf.constant([0.3, 0.4, 0.6])
-    np.testing.assert_allclose(augmentation.harmonise(layer, background_mean, tf.constant(0.0)), layer)
+    def harmonised(layer, background_mean, strength):
+        return augmentation.harmonise(layer, tf.constant(background_mean), tf.constant(strength))
+
+    layer, background_mean = opaque([0.5, 0.4, 0.35]), [0.3, 0.4, 0.6]
+    np.testing.assert_allclose(harmonised(layer, background_mean, 0.0)[0], layer[0])
     distance = {
-        s: np.abs(augmentation.harmonise(layer, background_mean, tf.constant(s)).numpy()[0, 0, :3] - [0.3, 0.4, 0.6])
-        for s in (0.0, 0.5, 1.0)
+        s: np.abs(harmonised(layer, background_mean, s)[0].numpy()[0, 0] - background_mean) for s in (0.0, 0.5, 1.0)
     }
     assert (distance[1.0] < 0.02).all(), "all the way: the background's mean (but for a small offset)"
     red_blue = [0, 2]  # green is the background's already
     assert (distance[1.0][red_blue] < distance[0.5][red_blue]).all()
     assert (distance[0.5][red_blue] < distance[0.0][red_blue]).all()
-    half = augmentation.harmonise(layer, background_mean, tf.constant(0.5)).numpy()
-    np.testing.assert_array_equal(half[..., 3:], layer.numpy()[..., 3:])  # the opacity and the person untouched
+    assert harmonised(layer, background_mean, 0.5)[1:] == layer[1:]  # the opacity and the person untouched
     # A dark person on a bright ground is lit at most twice as bright, as a change of light would.
-    dark = augmentation.harmonise(opaque([0.05, 0.05, 0.05]), tf.constant([0.9, 0.9, 0.9]), tf.constant(1.0))
-    np.testing.assert_allclose(dark.numpy()[0, 0, :3], 0.1, atol=1e-6)
+    dark = harmonised(opaque([0.05, 0.05, 0.05]), [0.9, 0.9, 0.9], 1.0)[0]
+    np.testing.assert_allclose(dark.numpy()[0, 0], 0.1, atol=1e-6)
 
 
 @pytest.mark.parametrize("angle, axis", [(0.0, 1), (np.pi / 2, 0)])
-def test_motion_blur_spreads_a_point_along_its_line(angle, axis):
+@pytest.mark.parametrize("length", [3.0, 10.0])
+def test_motion_blur_spreads_a_point_along_its_line(angle, axis, length):
     image = np.zeros((31, 31, 2), np.float32)
     image[15, 15] = 1
-    out = augmentation.motion_blur(tf.constant(image), tf.constant(10.0), tf.constant(angle)).numpy()[..., 0]
+    out = augmentation.motion_blur(tf.constant(image), tf.constant(length), tf.constant(angle)).numpy()[..., 0]
     assert out.sum() == pytest.approx(1.0, abs=1e-5)  # nothing lost
-    spread = np.flatnonzero(out.sum(axis=1 - axis) > 1e-4)
-    across = np.flatnonzero(out.sum(axis=axis) > 1e-4)
-    assert 10 <= spread.size <= 12 and across.tolist() == [15]
+    assert np.flatnonzero(out.sum(axis=axis) > 1e-6).tolist() == [15], "nothing across the line"
+    along = out.sum(axis=1 - axis)
+    offsets = np.arange(31) - 15
+    assert (along * offsets).sum() == pytest.approx(0.0, abs=0.05), "centred on the point"
+    # A box of the length (variance length^2 / 12), in whole pixels (at most length + 1 of them).
+    assert length**2 / 12 - 0.25 <= (along * offsets**2).sum() <= ((length + 1) ** 2 - 1) / 12
+    assert along[np.abs(offsets) > length / 2 + 0.5].sum() == 0
 
 
 def test_each_source_is_composited_by_its_own_share(tmp_path):
