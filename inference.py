@@ -146,8 +146,12 @@ def _read_ahead(pool: ThreadPoolExecutor, photos: list[Path], batch_size: int, s
         yield chunk, loaded
 
 
+# The JPEG quality of a cutout on a background (results.py --format jpg, serve.py format=jpg).
+JPEG_QUALITY = 95
+
+
 def _encode_and_write(image: np.ndarray, path: Path) -> None:
-    images.write_atomic(path, images.encode(image, path.suffix, quality=95))
+    images.write_atomic(path, images.encode(image, path.suffix, quality=JPEG_QUALITY))
 
 
 def _render_and_write(render: Callable, photo: np.ndarray, prob: np.ndarray, squashed: np.ndarray, path: Path):
