@@ -194,7 +194,7 @@ def keep_freed_memory() -> bool:
 
 
 @contextlib.contextmanager
-def _opencv_threads(threads: int):
+def opencv_threads(threads: int):
     """OpenCV's thread count set to ``threads`` inside the block, and set back after it."""
     before = cv2.getNumThreads()
     cv2.setNumThreads(threads)
@@ -251,7 +251,7 @@ def cut_out_photos(
     # core, spinning (on 2 cores, one thread each: 1920x1080 photos on the AVX2-only class took 8%
     # less CPU and wall per photo, the same pixels). A single photo keeps them all.
     threads = max(1, (os.cpu_count() or 1) // RENDERS_IN_FLIGHT) if len(photos) > 1 else cv2.getNumThreads()
-    with _opencv_threads(threads), ThreadPoolExecutor(max_workers=2) as pool:
+    with opencv_threads(threads), ThreadPoolExecutor(max_workers=2) as pool:
         for chunk, loaded in _read_ahead(pool, photos, batch_size, predictor.image_size):
             failures += [str(photo) for photo in loaded if isinstance(photo, Exception)]
             good = [(i, *read) for i, read in zip(chunk, loaded, strict=True) if not isinstance(read, Exception)]

@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -53,7 +54,6 @@ import cli
 if __name__ == "__main__":  # run as a script: first, before TensorFlow is imported (see cli.quiet_tensorflow)
     cli.quiet_tensorflow()
 
-import cv2
 import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -594,36 +594,43 @@ def _stopped_by_signals():
             signal.signal(signal.SIGTERM, previous)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Does the work of main(); returns the exit code."""
-    sock = listen(args.host, args.port)  # before the model loads: a port in use fails at once
-    model = inference.load_model(args.model)
-    size = inference.model_size(model, args.size, args.model)
-    predictor = inference.Predictor(model, size)
-    predictor(np.zeros((1, size, size, 3), np.uint8))  # traced now, not on the first request
-    inference.keep_freed_memory()
-    # Each worker renders one photo: OpenCV's own threads beyond a worker's share of the cores only
-    # wait for a core (results.py runs two photos on two cores the same way).
-    cv2.setNumThreads(max(1, (os.cpu_count() or 1) // args.workers))
-    cutter = Cutter(predictor, args.workers, args.queue, args.batch_size)
-    app = make_app(cutter, args, Path(args.model).name)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=args.access_log,
-        timeout_graceful_shutdown=args.shutdown_timeout,
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
-    host, port = sock.getsockname()[:2]
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-    if not is_loopback(args.host):
-        print(f"note: --host {args.host}: anyone who can reach this machine can use the service (no authentication)")
-    page = "the page" if web_is_built(Path(args.web)) else "how to build the page (make web)"
-    print(f"serving on {url} (model input {size}x{size}): POST {url}cutout, {page} at /, Ctrl-C stops", flush=True)
-    start = time.perf_counter()
-    with _stopped_by_signals():
-        server.run(sockets=[sock])
+def run(args: argparse.Namespace, ready: Callable | None = None) -> int:
+    """Does the work of main(); returns the exit code.
+
+    ``ready(server, url)``, if given, is called once the service listens, before it answers:
+    a caller that runs it in a thread (the tests) stops it with ``server.should_exit = True``,
+    as Ctrl-C does (a thread gets no signals).
+    """
+    with listen(args.host, args.port) as sock:  # before the model loads: a port in use fails at once
+        model = inference.load_model(args.model)
+        size = inference.model_size(model, args.size, args.model)
+        predictor = inference.Predictor(model, size)
+        predictor(np.zeros((1, size, size, 3), np.uint8))  # traced now, not on the first request
+        inference.keep_freed_memory()
+        cutter = Cutter(predictor, args.workers, args.queue, args.batch_size)
+        config = uvicorn.Config(
+            make_app(cutter, args, Path(args.model).name),
+            log_level="warning",
+            access_log=args.access_log,
+            timeout_graceful_shutdown=args.shutdown_timeout,
+            server_header=False,
+        )
+        server = uvicorn.Server(config)
+        host, port = sock.getsockname()[:2]
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+        if not is_loopback(args.host):
+            print(
+                f"note: --host {args.host}: anyone who can reach this machine can use the service (no authentication)"
+            )
+        page = "the page" if web_is_built(Path(args.web)) else "how to build the page (make web)"
+        print(f"serving on {url} (model input {size}x{size}): POST {url}cutout, {page} at /, Ctrl-C stops", flush=True)
+        if ready is not None:
+            ready(server, url)
+        start = time.perf_counter()
+        # Each worker renders one photo: OpenCV's own threads beyond a worker's share of the cores only
+        # wait for a core (results.py runs two photos on two cores the same way).
+        with inference.opencv_threads(max(1, (os.cpu_count() or 1) // args.workers)), _stopped_by_signals():
+            server.run(sockets=[sock])
     print(
         f"done: {cutter.served} cutout(s) served, {cutter.failed} refused as bad input or failed, "
         f"{cutter.refused} turned away busy (503), in {time.perf_counter() - start:.0f} s"
