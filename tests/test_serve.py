@@ -1,19 +1,15 @@
-"""serve.py through real HTTP on loopback: serve.run in a thread, and `python serve.py` in a process of its own.
+"""serve.py through real HTTP on loopback: serve.run in a thread of the test's process, with the small U-net.
 
 Its cutouts are results.py's files byte for byte; every mistake gets its status and one line
 of JSON, and the service still cuts out the next photo; a full queue answers 503 with
-Retry-After while the requests it admitted finish; SIGTERM finishes the request in flight.
+Retry-After while the requests it admitted finish; stopping finishes the request in flight.
+`python serve.py` as a process of its own, stopped by SIGTERM, and curl: tests/test_readme.py.
 """
 
 import http.client
 import json
-import queue
-import re
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -27,7 +23,6 @@ import inference
 import results
 import serve
 import serving
-from conftest import ROOT
 
 # Small limits, so that a test can pass them cheaply.
 LIMITS = ["--max-body-mb", "1", "--max-megapixels", "2", "--queue", "2"]
@@ -80,40 +75,6 @@ class ServiceThread(Client):
     def stop(self):
         self.server.should_exit = True
         self.thread.join(timeout=60)
-
-
-class ServiceProcess(Client):
-    """`python serve.py --port 0 ARGS` in its own process, as a user starts it."""
-
-    def __init__(self, args, cwd):
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "serve.py"), "--port", "0", *args],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.output, lines = [], queue.Queue()
-        threading.Thread(target=self._read, args=(lines,), daemon=True).start()
-        deadline = time.monotonic() + 180
-        while True:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            assert line is not None, "serve.py exited:\n" + "".join(self.output)
-            found = re.match(r"serving on http://127\.0\.0\.1:(\d+)/", line)
-            if found:
-                self.port = int(found.group(1))
-                return
-
-    def _read(self, lines):
-        for line in self.process.stdout:
-            self.output.append(line)
-            lines.put(line)
-        lines.put(None)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
 
 
 def multipart(data, filename="me.jpg", name="file", **fields):
@@ -317,27 +278,25 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_admitted_finish(servi
     still_cuts_out(service)
 
 
-def test_sigterm_stops_taking_requests_and_finishes_the_one_in_flight(small_unet_file, tmp_path):
-    running = ServiceProcess(["--model", str(small_unet_file)], tmp_path)
-    try:
-        connection, rest = send_part(running, jpeg(seed=6), 0.3)
-        wait_for(lambda: running.health()["in_flight"] == 1, "the request in flight")
-        running.process.send_signal(signal.SIGTERM)
+def test_stopping_stops_taking_requests_and_finishes_the_one_in_flight(small_unet_file):
+    """What Ctrl-C and SIGTERM do (uvicorn sets should_exit; tests/test_readme.py sends python serve.py SIGTERM)."""
+    running = ServiceThread(["--model", str(small_unet_file)])
+    connection, rest = send_part(running, jpeg(seed=6), 0.3)
+    wait_for(lambda: running.health()["in_flight"] == 1, "the request in flight")
+    running.server.should_exit = True
 
-        def refused():
-            try:
-                socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
-            except ConnectionRefusedError:
-                return True
-            return False
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        return False
 
-        wait_for(refused, "the service to stop taking connections")
-        status, body = finish(connection, rest)
-        assert status == 200 and body.startswith(b"\x89PNG")
-        assert running.process.wait(timeout=60) == 0
-        assert "done: 1 cutout(s) served" in "".join(running.output)
-    finally:
-        running.stop()
+    wait_for(refused, "the service to stop taking connections")
+    status, body = finish(connection, rest)
+    assert status == 200 and body.startswith(b"\x89PNG")
+    running.thread.join(timeout=60)
+    assert not running.thread.is_alive()
 
 
 def test_a_missing_model_or_a_port_in_use_is_one_line(tmp_path, capsys):
