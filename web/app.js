@@ -139,7 +139,16 @@ worker.onmessage = ({ data }) => {
     return;
   }
   const entry = cards.get(data.id);
-  if (data.type === "stage") {
+  if (data.type === "preview") {
+    const canvas = entry.card.querySelector("canvas");
+    canvas.width = data.bitmap.width;
+    canvas.height = data.bitmap.height;
+    const context = canvas.getContext("2d");
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    context.drawImage(data.bitmap, 0, 0);
+    data.bitmap.close();
+    entry.card.dataset.shown = "yes";
+  } else if (data.type === "stage") {
     const size = data.width ? ` (${data.width}x${data.height})` : "";
     setState(entry.card, "working", STAGES[data.stage] + size);
   } else if (data.type === "failed") {
@@ -148,7 +157,7 @@ worker.onmessage = ({ data }) => {
     worker.postMessage({ type: "forget", id: data.id });
   } else if (data.type === "done") {
     const name = stem(entry.name);
-    entry.card.querySelector("img").src = link(entry, "a.cutout", data.cutout, `${name}.png`);
+    link(entry, "a.cutout", data.cutout, `${name}.png`);
     if (data.mask) link(entry, "a.mask", data.mask, `${name}-mask.png`);
     const seconds = (performance.now() - entry.started) / 1000;
     const size = data.width ? `${data.width}x${data.height}, ` : "";

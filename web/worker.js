@@ -18,6 +18,8 @@ const WASM_URL = new URL("./ort/ort-wasm-simd-threaded.wasm", import.meta.url);
 // compose.background_image's blur: a Gaussian of sigma = the photo's longer side / 60, run here on
 // the photo shrunk to this longer side (the blur is smooth, so nothing is lost) and enlarged again.
 const BLUR_SIDE = 480;
+// The longer side of the cutout the page shows (the downloads are at full size).
+const PREVIEW_SIDE = 1024;
 
 let session = null;
 const photos = new Map(); // id -> {rgb, alpha, width, height}: kept for a new background
@@ -234,6 +236,34 @@ function composed(photo, alpha, background) {
   return [out, 3];
 }
 
+function preview(pixels, width, height, channels) {
+  // The cutout shrunk for the page to show (its longer side at most PREVIEW_SIDE, block averages),
+  // as a bitmap: the page never decodes the full-size PNG, so its thread stays free.
+  const step = Math.max(1, Math.ceil(Math.max(width, height) / PREVIEW_SIDE));
+  const w = Math.ceil(width / step);
+  const h = Math.ceil(height / step);
+  const out = new Uint8ClampedArray(w * h * 4);
+  const sums = new Float64Array(w * 4);
+  const counts = new Float64Array(w);
+  for (let y = 0; y < h; y++) {
+    sums.fill(0);
+    counts.fill(0);
+    for (let yy = y * step; yy < Math.min(height, (y + 1) * step); yy++) {
+      for (let x = 0; x < width; x++) {
+        const p = (yy * width + x) * channels;
+        const o = Math.floor(x / step);
+        sums[o * 4] += pixels[p];
+        sums[o * 4 + 1] += pixels[p + 1];
+        sums[o * 4 + 2] += pixels[p + 2];
+        sums[o * 4 + 3] += channels === 4 ? pixels[p + 3] : 255;
+        counts[o] += 1;
+      }
+    }
+    for (let x = 0; x < w; x++) for (let c = 0; c < 4; c++) out[(y * w + x) * 4 + c] = sums[x * 4 + c] / counts[x];
+  }
+  return createImageBitmap(new ImageData(out, w, h), { premultiplyAlpha: "none" });
+}
+
 // ------------------------------------------------------------------------------------- PNG
 
 const CRC_TABLE = new Uint32Array(256).map((_, n) => {
@@ -288,11 +318,16 @@ async function encodePng(pixels, width, height, channels) {
 async function compose(id, background) {
   const photo = photos.get(id);
   postMessage({ type: "stage", id, stage: "composing" });
-  const start = performance.now();
+  let start = performance.now();
   const [pixels, channels] = composed(photo, photo.alpha, await backgroundOf(background, photo));
+  const bitmap = await preview(pixels, photo.width, photo.height, channels);
+  postMessage({ type: "preview", id, bitmap }, [bitmap]);
+  const timings = { compose: (performance.now() - start) / 1000 };
   postMessage({ type: "stage", id, stage: "encoding" });
+  start = performance.now();
   const cutout = await encodePng(pixels, photo.width, photo.height, channels);
-  return { cutout, seconds: (performance.now() - start) / 1000 };
+  timings.png = (performance.now() - start) / 1000;
+  return { cutout, timings };
 }
 
 async function cutout(id, file, background) {
@@ -306,12 +341,12 @@ async function cutout(id, file, background) {
   photo.alpha = await alphaOf(photo.rgb, photo.width, photo.height);
   timings.model = (performance.now() - start) / 1000;
   photos.set(id, photo);
-  const { cutout, seconds } = await compose(id, background);
-  timings.compose = seconds;
+  const composition = await compose(id, background);
+  Object.assign(timings, composition.timings);
   start = performance.now();
   const mask = await encodePng(photo.alpha, photo.width, photo.height, 1);
   timings.mask = (performance.now() - start) / 1000;
-  return { cutout, mask, width: photo.width, height: photo.height, timings };
+  return { cutout: composition.cutout, mask, width: photo.width, height: photo.height, timings };
 }
 
 // One job at a time, in the order they come: a photo's memory is freed before the next is read.
