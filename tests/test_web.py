@@ -4,7 +4,8 @@ Debian's chromium, driven by Playwright (its own browser download is not used): 
 served by a plain static server, which is stopped once the model is loaded; then a photo
 chosen with the file input is cut out with the exported ONNX model's alpha (within
 serving.ALPHA_TOLERANCE of onnxruntime's in Python), a file dropped on the page that is not an
-image gets its message, and a colour background is laid under the cutout. Without Chromium,
+image gets its message, and a colour, the blurred photo and an uploaded image are laid under the
+cutout, as compose.background_image lays them. Without Chromium,
 Playwright or onnxruntime-web (npm ci) the test is skipped, unless CI is set: there it fails.
 """
 
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+import compose
 import inference
 import serving
 import webpage
@@ -125,11 +127,25 @@ def test_the_page_cuts_out_with_the_exported_alpha_with_its_server_stopped(page_
             shown = mask > 0
             assert np.array_equal(cv2.cvtColor(cutout, cv2.COLOR_BGRA2RGB)[shown], photo[shown])
 
-            page.check("input[name=background][value=colour]")  # white, the colour input's default
-            page.wait_for_selector(".result[data-state=done]", timeout=60_000)
-            on_white = cv2.cvtColor(download(page, done, "a.cutout", tmp_path / "photo.png"), cv2.COLOR_BGR2RGB)
+            # New backgrounds, laid as results.py lays them (compose.background_image): the blur and the
+            # image's resizing are the page's own, so close to OpenCV's, not equal.
             a = mask[..., None] / 255.0
-            assert np.abs(on_white - (photo * a + 255 * (1 - a))).max() <= 1
+            backdrop = np.random.default_rng(0).integers(0, 256, (60, 80, 3), np.uint8)
+            cv2.imwrite(str(tmp_path / "backdrop.png"), cv2.cvtColor(backdrop, cv2.COLOR_RGB2BGR))
+            for choose, background, tolerance in [
+                (lambda: page.check("input[name=background][value=colour]"), (255, 255, 255), (0.5, 1)),
+                (lambda: page.check("input[name=background][value=blur]"), "blur", (1.0, 10)),  # 0.6, 6.4 measured
+                (lambda: page.set_input_files("#background-file", str(tmp_path / "backdrop.png")), backdrop, (0.5, 2)),
+            ]:
+                choose()
+                page.wait_for_selector(".result[data-state=done]", timeout=60_000)
+                laid = cv2.cvtColor(download(page, done, "a.cutout", tmp_path / "photo.png"), cv2.COLOR_BGR2RGB)
+                expected = photo * a + compose.background_image(background, photo) * (1 - a)
+                difference = np.abs(laid - expected)
+                print(
+                    background if isinstance(background, str | tuple) else "image", difference.mean(), difference.max()
+                )
+                assert difference.mean() <= tolerance[0] and difference.max() <= tolerance[1]
         finally:
             browser.close()
     assert all(url.startswith(f"{origin}/") for url in requested[:loaded]), requested
