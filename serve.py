@@ -519,7 +519,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the port (0: any free one); rembg's default")
     parser.add_argument("--size", type=int, default=None, help="model input size (default: the model's, as results.py)")
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="threads that read, render and encode photos"
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="threads that read, render and encode photos (default: one per core)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="at most this many waiting photos per forward pass")
     parser.add_argument(
@@ -532,7 +535,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=50.0,
         help="larger photos are answered 413, from their header, before they are decoded",
     )
-    parser.add_argument("--web", default=str(WEB_DIR), help="the browser page's folder, served at / once built")
+    parser.add_argument(
+        "--web", default=str(WEB_DIR), help="the browser page's folder, served at / once built (default: web/ here)"
+    )
     parser.add_argument(
         "--allow-origin",
         action="append",
