@@ -16,7 +16,16 @@ import cli
 from conftest import ROOT
 
 SCRIPTS = ["train", "results", "export", "model", "data", "coco", "ccp", "photos", "sample", "serve", "webpage"]
-BENCHMARKS = ["train_speed", "export_speed", "results_speed", "full_size", "real_report", "edges_figure", "serve_load", "page_speed"]
+BENCHMARKS = [
+    "train_speed",
+    "export_speed",
+    "results_speed",
+    "full_size",
+    "real_report",
+    "edges_figure",
+    "serve_load",
+    "page_speed",
+]
 # The scripts that import TensorFlow quiet it first (test_tensorflow_is_quieted_before_it_is_imported);
 # as each TensorFlow start-up costs seconds, train.py and results.py (below) stand for them in a new
 # process, and every benchmark is quieted by benchmarks/__init__.py, which runs first: full_size (it
