@@ -131,15 +131,13 @@ def header_size(data: bytes) -> tuple[int, int]:
     """
     if not data:
         raise ApiError(400, "empty body: send the photo as the request body or as the multipart form field 'file'")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the caller checks the size itself
-        try:
-            with Image.open(io.BytesIO(data)) as header:
-                return header.size
-        except Image.DecompressionBombError as e:  # over Pillow's own limit: a size too large to print honestly
-            raise ApiError(413, f"the photo is too large ({e})") from None
-        except Exception:  # Pillow raises many types for what is not an image; all mean the same here
-            raise ApiError(415, "not an image (JPEG, PNG, WebP, BMP or TIFF)") from None
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            return header.size
+    except Image.DecompressionBombError as e:  # over twice Pillow's own limit (run() silences its warning below that)
+        raise ApiError(413, f"the photo is too large ({e})") from None
+    except Exception:  # Pillow raises many types for what is not an image; all mean the same here
+        raise ApiError(415, "not an image (JPEG, PNG, WebP, BMP or TIFF)") from None
 
 
 def read_photo(data: bytes, max_pixels: int) -> np.ndarray:
@@ -612,6 +610,9 @@ def run(args: argparse.Namespace, ready: Callable | None = None) -> int:
         predictor = inference.Predictor(model, size)
         predictor(np.zeros((1, size, size, 3), np.uint8))  # traced now, not on the first request
         inference.keep_freed_memory()
+        # Pillow warns of a photo over its own pixel limit; --max-megapixels answers it (warnings' filters
+        # are the process's: set once here, not per photo in the pool's threads).
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         cutter = Cutter(predictor, args.workers, args.queue, args.batch_size)
         config = uvicorn.Config(
             make_app(cutter, args, Path(args.model).name),

@@ -146,6 +146,10 @@ def test_the_page_cuts_out_with_the_exported_alpha_with_its_server_stopped(page_
                     background if isinstance(background, str | tuple) else "image", difference.mean(), difference.max()
                 )
                 assert difference.mean() <= tolerance[0] and difference.max() <= tolerance[1]
+            (tmp_path / "notes.txt").write_text("no photo")
+            page.set_input_files("#background-file", str(tmp_path / "notes.txt"))
+            page.wait_for_selector("#background-error:has-text('notes.txt: not an image')", timeout=30_000)
+            assert done.get_attribute("data-state") == "done"  # the cutouts keep their background
         finally:
             browser.close()
     assert all(url.startswith(f"{origin}/") for url in requested[:loaded]), requested

@@ -41,9 +41,16 @@ $("#colour").addEventListener("input", () => {
   document.querySelector("input[name=background][value=colour]").checked = true;
   recompose();
 });
-$("#background-file").addEventListener("change", (event) => {
+$("#background-file").addEventListener("change", async (event) => {
   const file = event.target.files[0];
   if (!file) return;
+  try {
+    (await createImageBitmap(file)).close(); // read here first: a bad file must not fail every cutout
+  } catch {
+    $("#background-error").textContent = `${file.name}: not an image this browser can read; the background is unchanged`;
+    event.target.value = "";
+    return;
+  }
   backgroundFile = file;
   document.querySelector("input[name=background][value=image]").checked = true;
   recompose();
