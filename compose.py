@@ -250,6 +250,7 @@ def _fused_means(small: np.ndarray, full_width: int, boxes: list[float]) -> tupl
 
 # The soft pixels' grid coordinates go to cv2.remap as an image of this many columns (its sides must stay below 32767).
 _REMAP_COLUMNS = 1024
+_REMAP_SIDE = 32767  # SHRT_MAX: cv2.remap's limit on each side of the coordinates' image
 
 
 def _upsampled_at(grids: tuple[np.ndarray, ...], index: np.ndarray, height: int, width: int) -> list[np.ndarray]:
@@ -259,15 +260,17 @@ def _upsampled_at(grids: tuple[np.ndarray, ...], index: np.ndarray, height: int,
     replicated, as cv2.resize clamps), without a full-size image of each: (n, 4) float32 each.
     """
     n = len(index)
-    rows = -(-n // _REMAP_COLUMNS)
-    coords = np.zeros((rows * _REMAP_COLUMNS, 2), np.float32)
+    # Wider rows once there are more than 1024 x 32766 soft pixels (a 48-megapixel photo can have them).
+    columns = max(_REMAP_COLUMNS, -(-n // (_REMAP_SIDE - 1)))
+    rows = -(-n // columns)
+    coords = np.zeros((rows * columns, 2), np.float32)
     y = index // width
     gh, gw = grids[0].shape[:2]
     sx, sy = gw / width, gh / height
     np.multiply(index - y * width, np.float32(sx), out=coords[:n, 0], casting="unsafe")
     np.multiply(y, np.float32(sy), out=coords[:n, 1], casting="unsafe")
     coords[:n] += np.array([0.5 * sx - 0.5, 0.5 * sy - 0.5], np.float32)
-    coords = coords.reshape(rows, _REMAP_COLUMNS, 2)
+    coords = coords.reshape(rows, columns, 2)
     return [
         cv2.remap(g, coords, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 4)[:n] for g in grids
     ]

@@ -87,16 +87,21 @@ def _decode(path: str | Path, flags: int, apply_exif: bool) -> np.ndarray:
         data = np.fromfile(path, np.uint8)  # np.fromfile: also non-ASCII names on Windows
     except OSError as e:
         raise ImageReadError(f"{path}: cannot read ({e.strerror or e})") from None
+    return _decode_bytes(data, path, flags, apply_exif)
+
+
+def _decode_bytes(data: np.ndarray, name: str | Path, flags: int, apply_exif: bool) -> np.ndarray:
+    """cv2.imdecode of a file's bytes (uint8), with ImageReadError naming ``name`` on any failure."""
     if data.size == 0:
-        raise ImageReadError(f"{path}: empty file")
+        raise ImageReadError(f"{name}: empty file")
     if not apply_exif:
         flags |= cv2.IMREAD_IGNORE_ORIENTATION
     try:
         image = cv2.imdecode(data, flags)
     except cv2.error as e:  # e.g. larger than OpenCV's pixel limit
-        raise ImageReadError(f"{path}: cannot decode ({str(e).strip().splitlines()[-1]})") from None
+        raise ImageReadError(f"{name}: cannot decode ({str(e).strip().splitlines()[-1]})") from None
     if image is None:
-        raise ImageReadError(f"{path}: not an image in a supported format, or corrupt/truncated")
+        raise ImageReadError(f"{name}: not an image in a supported format, or corrupt/truncated")
     return image
 
 
@@ -116,6 +121,15 @@ def read_rgb(path: str | Path, apply_exif: bool = True) -> np.ndarray:
         ImageReadError: with the file's name and the reason.
     """
     return _decode(path, cv2.IMREAD_COLOR_RGB, apply_exif)  # decoded as RGB: no BGR-to-RGB pass
+
+
+def decode_rgb(data: bytes, name: str = "the photo", apply_exif: bool = True) -> np.ndarray:
+    """``read_rgb`` of a file's bytes already in memory (an upload): the same pixels as reading the file.
+
+    Raises:
+        ImageReadError: naming ``name`` and the reason.
+    """
+    return _decode_bytes(np.frombuffer(data, np.uint8), name, cv2.IMREAD_COLOR_RGB, apply_exif)
 
 
 def read_gray(path: str | Path, apply_exif: bool = True) -> np.ndarray:

@@ -146,8 +146,12 @@ def _read_ahead(pool: ThreadPoolExecutor, photos: list[Path], batch_size: int, s
         yield chunk, loaded
 
 
+# The JPEG quality of a cutout on a background (results.py --format jpg, serve.py format=jpg).
+JPEG_QUALITY = 95
+
+
 def _encode_and_write(image: np.ndarray, path: Path) -> None:
-    images.write_atomic(path, images.encode(image, path.suffix, quality=95))
+    images.write_atomic(path, images.encode(image, path.suffix, quality=JPEG_QUALITY))
 
 
 def _render_and_write(render: Callable, photo: np.ndarray, prob: np.ndarray, squashed: np.ndarray, path: Path):
@@ -190,7 +194,7 @@ def keep_freed_memory() -> bool:
 
 
 @contextlib.contextmanager
-def _opencv_threads(threads: int):
+def opencv_threads(threads: int):
     """OpenCV's thread count set to ``threads`` inside the block, and set back after it."""
     before = cv2.getNumThreads()
     cv2.setNumThreads(threads)
@@ -247,7 +251,7 @@ def cut_out_photos(
     # core, spinning (on 2 cores, one thread each: 1920x1080 photos on the AVX2-only class took 8%
     # less CPU and wall per photo, the same pixels). A single photo keeps them all.
     threads = max(1, (os.cpu_count() or 1) // RENDERS_IN_FLIGHT) if len(photos) > 1 else cv2.getNumThreads()
-    with _opencv_threads(threads), ThreadPoolExecutor(max_workers=2) as pool:
+    with opencv_threads(threads), ThreadPoolExecutor(max_workers=2) as pool:
         for chunk, loaded in _read_ahead(pool, photos, batch_size, predictor.image_size):
             failures += [str(photo) for photo in loaded if isinstance(photo, Exception)]
             good = [(i, *read) for i, read in zip(chunk, loaded, strict=True) if not isinstance(read, Exception)]

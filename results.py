@@ -84,6 +84,25 @@ def output_names(photos: list[Path], out_dir: Path, ext: str) -> list[Path]:
 SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "person_unet.keras"
 
 
+def _flag(name: str, value=None) -> str:
+    """An option as results.py's command line spells it: --mask-only, --format webp."""
+    return f"--{name.replace('_', '-')}" + ("" if value is None else f" {value}")
+
+
+def output_problem(mask_only: bool, fmt: str, background, spell=_flag) -> str | None:
+    """What is wrong with asking for this output, or None: results.py's rules, which serve.py applies too.
+
+    ``spell(name, value=None)`` writes an option as the caller's users give it (default: a flag).
+    """
+    if mask_only and fmt != "png":
+        return f"{spell('mask_only')} writes lossless PNG masks (and grayscale videos): drop {spell('format', fmt)}"
+    if mask_only and background is not None:
+        return f"{spell('mask_only')} writes the alpha alone, on no background: drop {spell('background')}"
+    if fmt == "jpg" and background is None:
+        return f"{spell('format', 'jpg')} needs {spell('background')} (JPEG has no transparency)"
+    return None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="results.py",
@@ -161,12 +180,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.photos and not args.evaluate:
         parser.error("give photos, videos or folders to cut out, or --evaluate SPLIT_DIR")
-    if args.mask_only and args.format != "png":
-        parser.error(f"--mask-only writes lossless PNG masks (and grayscale videos): drop --format {args.format}")
-    if args.mask_only and args.background is not None:
-        parser.error("--mask-only writes the alpha alone, on no background: drop --background")
-    if args.format == "jpg" and args.background is None:
-        parser.error("--format jpg needs --background (JPEG has no transparency)")
+    problem = output_problem(args.mask_only, args.format, args.background)
+    if problem:
+        parser.error(problem)
     try:
         video.AlphaSmoother(args.smooth)  # the library checks the factor; a bad one fails before the model loads
     except ValueError as e:

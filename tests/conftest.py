@@ -46,6 +46,24 @@ def tiny_data(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def small_unet_file(tmp_path_factory):
+    """An untrained U-net (filter_scale 0.25, any input size, 128 by default) saved as .keras, its
+    BatchNorm statistics taken from generated photos so that its probabilities spread over (0, 1)
+    instead of a narrow band: the export, the service and the page are tested on it."""
+    import images
+    import model as unet
+    import serving
+
+    keras.utils.set_random_seed(0)
+    net = unet.build_unet((None, None, 3), filter_scale=0.25)
+    photos = [images.squash(serving.sample_photo(200 + 40 * i, 300, seed=i), 128) for i in range(4)]
+    unet.recalibrate_batchnorm(net, [np.stack(photos).astype(np.float32) / 255.0])
+    path = tmp_path_factory.mktemp("model") / "untrained.keras"
+    net.save(path)
+    return path
+
+
 def with_exif_orientation(jpeg, orientation):
     """``jpeg`` with an EXIF block holding only the orientation tag (6: stored sideways)."""
     entry = struct.pack("<HHII", 0x0112, 3, 1, orientation)  # tag, type SHORT, count, value

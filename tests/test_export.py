@@ -4,7 +4,6 @@ serving.ALPHA_TOLERANCE grey levels; mistakes get one line and leave nothing beh
 
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -33,16 +32,8 @@ PHOTO_SIZES = [(301, 187), (97, 61), (100, 400), (256, 256)]
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    """An untrained U-net (filter_scale 0.25) saved as .keras, its BatchNorm statistics taken from
-    generated photos so that its probabilities spread over (0, 1) instead of a narrow band."""
-    keras.utils.set_random_seed(0)
-    net = unet.build_unet((None, None, 3), filter_scale=0.25)
-    photos = [images.squash(serving.sample_photo(200 + 40 * i, 300, seed=i), 128) for i in range(4)]
-    unet.recalibrate_batchnorm(net, [np.stack(photos).astype(np.float32) / 255.0])
-    path = tmp_path_factory.mktemp("model") / "untrained.keras"
-    net.save(path)
-    return path
+def model_file(small_unet_file):
+    return small_unet_file
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,22 @@ Training commands get tiny overrides appended (argparse: the last value wins), s
 take seconds, and only the runs a later command uses are trained (``TRAINED_RUNS``; the
 Python snippet trains and resumes for real); ``coco.py --sample`` writes a smaller sample. Downloads, installs and the
 ``make`` targets are the only lines not run (``NOT_RUN``), and each of those must still be
-in the README.
+in the README. ``serve.py`` is started as a process of its own, as a user starts it, on a free
+port that the ``curl`` lines after it are sent to (its own port may be taken on a shared
+machine), and stopped with SIGTERM at the end, which it must survive with exit code 0.
 """
 
 import csv
 import functools
 import importlib
+import queue
 import re
 import shlex
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +114,62 @@ def workspace(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run_command(command: str) -> None:
+class Service:
+    """`python serve.py ARGV --port 0` started in the workspace, as the README's line starts it (in the background)."""
+
+    def __init__(self, argv: list[str]):
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "serve.py"), *argv, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output, lines = [], queue.Queue()
+        threading.Thread(target=self._read, args=(lines,), daemon=True).start()
+        while True:
+            line = lines.get(timeout=300)
+            assert line is not None, "serve.py exited:\n" + "".join(self.output)
+            found = re.match(r"serving on http://127\.0\.0\.1:(\d+)/", line)
+            if found:
+                self.port = found.group(1)
+                return
+
+    def _read(self, lines):
+        for line in self.process.stdout:
+            self.output.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=120)
+
+
+@pytest.fixture
+def services():
+    """The services a README line started; whatever a failed test left running is ended."""
+    started = []
+    yield started
+    for service in started:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()
+
+
+def run_curl(command: str, services: list[Service]) -> None:
+    """A curl line against the service started before it, on the port it was given."""
+    assert services, f"README.md: {command}: no serve.py line before it"
+    argv = [
+        arg.replace("localhost:7000", f"localhost:{services[-1].port}") for arg in shlex.split(command, comments=True)
+    ]
+    done = subprocess.run(argv, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def run_command(command: str, services: list[Service]) -> None:
+    if command.startswith("curl "):
+        run_curl(command, services)
+        return
     argv = shlex.split(command, comments=True)
     assert argv[0] == PYTHON, f"README.md: not a {PYTHON} command: {command}"
     if argv[1] == "-m":
@@ -115,6 +177,9 @@ def run_command(command: str) -> None:
     else:
         assert argv[1].endswith(".py"), command
         module, argv = argv[1][: -len(".py")], argv[2:]
+    if module == "serve":
+        services.append(Service(argv))
+        return
     if module == "train":
         argv += TINY_RESUME if "--resume" in argv else TINY_TRAINING
         if not set(argv) & set(TRAINED_RUNS):  # checked up to the first step: the options, the data folders
@@ -124,7 +189,7 @@ def run_command(command: str) -> None:
     assert importlib.import_module(module).main(argv) == 0, command
 
 
-def test_every_readme_snippet_runs(workspace):
+def test_every_readme_snippet_runs(workspace, services):
     skipped = set()
     for language, line, text in snippets():
         if language == "python":
@@ -142,7 +207,7 @@ def test_every_readme_snippet_runs(workspace):
             if reason:
                 skipped.add(reason)
                 continue
-            run_command(command)
+            run_command(command, services)
     assert skipped == set(NOT_RUN), f"NOT_RUN entries no longer in the README: {set(NOT_RUN) - skipped}"
     # What the commands were run for: the files a user would then look at.
     assert images.read_rgba(workspace / "cutouts" / "me.png")[1] is not None  # the cutout has an alpha
@@ -151,6 +216,10 @@ def test_every_readme_snippet_runs(workspace):
     assert (workspace / "cutouts" / "clip.mp4").stat().st_size > 0
     assert (workspace / "runs" / "mine" / "best.keras").exists()
     assert (workspace / "person.onnx").exists() and (workspace / "me-cut.png").exists()
+    served, alpha = images.read_rgba(workspace / "me.png")  # curl's, from serve.py: the cutout of me.jpg
+    assert alpha is not None and served.shape == images.read_rgb(workspace / "me.jpg").shape
+    assert [service.stop() for service in services] == [0]  # SIGTERM: a clean stop, after its summary
+    assert "done: 1 cutout(s) served" in "".join(services[0].output)
 
 
 def test_the_readme_opens_with_the_two_commands_and_stays_short():
@@ -158,4 +227,4 @@ def test_the_readme_opens_with_the_two_commands_and_stays_short():
     first = next(text for language, _, text in snippets() if language == "bash")
     assert [c.split("#")[0].strip() for c in commands(first)] == ["make demo", "make test"]
     assert lines.index("```bash") < 3
-    assert len(lines) <= 250
+    assert len(lines) <= 265

@@ -439,6 +439,26 @@ def test_estimated_foreground_matches_the_full_size_reference(height, width):
     assert np.array_equal(rgba[..., :3], ours) and np.array_equal(rgba[..., 3], alpha)
 
 
+def test_more_soft_pixels_than_one_remap_image_holds_give_the_same_colours(monkeypatch):
+    """cv2.remap takes coordinates of under 32,767 pixels a side: past 1024 x 32,766 soft pixels (a
+    48-megapixel photo can have them) their rows widen. Here with the limit made small."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (120, 160, 3), np.uint8)
+    alpha = rng.integers(compose.SOFT_RANGE[0], compose.SOFT_RANGE[1] + 1, (120, 160), np.uint8)  # all soft
+    expected = compose.estimate_foreground(photo, alpha)
+    sides, remap = [], cv2.remap
+
+    def recorded(grid, coords, *args, **kwargs):
+        sides.append(coords.shape[:2])
+        return remap(grid, coords, *args, **kwargs)
+
+    monkeypatch.setattr(cv2, "remap", recorded)
+    monkeypatch.setattr(compose, "_REMAP_COLUMNS", 16)
+    monkeypatch.setattr(compose, "_REMAP_SIDE", 64)  # 19,200 soft pixels: 1,200 rows of 16, so 64 rows of 305
+    assert np.array_equal(compose.estimate_foreground(photo, alpha), expected)
+    assert sides and all(rows < 64 and columns == 305 for rows, columns in sides), sides
+
+
 def test_a_folder_is_cut_out_as_each_photo_alone_would_be(tmp_path):
     # A folder runs two photos at once, each with a share of OpenCV's threads; the pixels must not change.
     paths = []

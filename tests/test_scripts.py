@@ -15,7 +15,7 @@ import pytest
 import cli
 from conftest import ROOT
 
-SCRIPTS = ["train", "results", "export", "model", "data", "coco", "ccp", "photos", "sample"]
+SCRIPTS = ["train", "results", "export", "model", "data", "coco", "ccp", "photos", "sample", "serve", "webpage"]
 BENCHMARKS = [
     "train_speed",
     "export_speed",
@@ -25,12 +25,14 @@ BENCHMARKS = [
     "edges_figure",
     "check_encoder",
     "training_views",
+    "serve_load",
+    "page_speed",
 ]
 # The scripts that import TensorFlow quiet it first (test_tensorflow_is_quieted_before_it_is_imported);
 # as each TensorFlow start-up costs seconds, train.py and results.py (below) stand for them in a new
 # process, and every benchmark is quieted by benchmarks/__init__.py, which runs first: full_size (it
 # imports TensorFlow at its top) stands for all. The scripts without TensorFlow all run.
-TENSORFLOW_SCRIPTS = ["train", "results", "export", "model", "data"]
+TENSORFLOW_SCRIPTS = ["train", "results", "export", "model", "data", "serve", "webpage"]
 COMMANDS = [[f"{name}.py"] for name in SCRIPTS if name not in TENSORFLOW_SCRIPTS[1:]] + [["-m", "benchmarks.full_size"]]
 
 # The three kinds of line TensorFlow's C++ code prints when it is imported (cli.py).
