@@ -39,6 +39,19 @@ ORT_DIST = ROOT / "node_modules" / "onnxruntime-web" / "dist"
 # runs on one thread or, where the page is cross-origin isolated, several.
 ORT_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
 MODEL_FILE = Path("model") / "person.onnx"
+# Debian's Chromium headless, as the page's test and benchmark drive it (Playwright's executable_path: its own
+# browser download fails here): as root in a container, without a screen or a network, so no sandbox, no GPU and
+# none of Chromium's own connections.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def check_runtime(dist: Path = ORT_DIST) -> None:

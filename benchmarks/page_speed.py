@@ -35,16 +35,6 @@ import results
 import serving
 import webpage
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 # Animation frames seen by the page's main thread while it works (a probe added by the benchmark).
 FRAME_PROBE = """() => {
   window.frameGaps = [];
@@ -128,7 +118,7 @@ def main(argv=None) -> int:
 
         threading.Thread(target=sample, daemon=True).start()
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=str(webpage.CHROMIUM), args=webpage.CHROMIUM_ARGS)
             page = browser.new_page()
             start = time.perf_counter()
             page.goto(f"http://127.0.0.1:{server.server_address[1]}/")

@@ -24,17 +24,7 @@ import inference
 import serving
 import webpage
 
-CHROMIUM = Path("/usr/bin/chromium")
-# As root in a container, without a screen or a network: no sandbox, no GPU, none of Chromium's own connections.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+CHROMIUM, CHROMIUM_ARGS = webpage.CHROMIUM, webpage.CHROMIUM_ARGS
 
 
 def missing() -> str | None:
