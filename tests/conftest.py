@@ -64,6 +64,17 @@ def small_unet_file(tmp_path_factory):
     return path
 
 
+def brightness_model(path, slope):
+    """Saves a .keras model that calls a pixel 'person' when it is bright, p = sigmoid(slope (mean(RGB) - 0.5)),
+    at ``path`` and returns the path: a model whose every prediction a test can compute by hand."""
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.layers[1].set_weights([np.full((1, 1, 3, 1), slope / 3, np.float32), np.array([-slope / 2], np.float32)])
+    model.save(path)
+    return path
+
+
 def with_exif_orientation(jpeg, orientation):
     """``jpeg`` with an EXIF block holding only the orientation tag (6: stored sideways)."""
     entry = struct.pack("<HHII", 0x0112, 3, 1, orientation)  # tag, type SHORT, count, value

@@ -9,13 +9,13 @@ import json
 import sys
 
 import cv2
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import metrics
 from benchmarks import full_size, peers
+from conftest import brightness_model
 
 PERSON, BACKGROUND = 153, 102  # 0.6 and 0.4 in [0, 1]; 0.2 and -0.2 in [-1, 1]
 
@@ -36,13 +36,7 @@ def mean_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory):
     """Our side: a .keras model that calls a pixel 'person' where the mean of its channels is over 0.5."""
-    inputs = keras.Input((None, None, 3))
-    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)
-    model = keras.Model(inputs, outputs)
-    model.layers[1].set_weights([np.full((1, 1, 3, 1), 20 / 3, np.float32), np.array([-10.0], np.float32)])
-    path = tmp_path_factory.mktemp("ours") / "mean.keras"
-    model.save(path)
-    return path
+    return brightness_model(tmp_path_factory.mktemp("ours") / "mean.keras", 20)
 
 
 def person_photo(height, width):

@@ -1,7 +1,6 @@
 """results.py on videos the tests write, and video.py's reading, writing and smoothing."""
 
 import cv2
-import keras
 import numpy as np
 import pytest
 
@@ -10,6 +9,7 @@ import images
 import inference
 import results
 import video
+from conftest import brightness_model
 
 FRAMES, HEIGHT, WIDTH, FPS = 12, 64, 96, 10.0
 
@@ -17,13 +17,7 @@ FRAMES, HEIGHT, WIDTH, FPS = 12, 64, 96, 10.0
 @pytest.fixture(scope="module")
 def bright_model(tmp_path_factory):
     """A .keras model that calls a pixel 'person' when it is bright: p = sigmoid(10 mean(RGB) - 5)."""
-    inputs = keras.Input((None, None, 3))
-    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)
-    model = keras.Model(inputs, outputs)
-    model.layers[1].set_weights([np.full((1, 1, 3, 1), 10 / 3, np.float32), np.array([-5.0], np.float32)])
-    path = tmp_path_factory.mktemp("model") / "bright.keras"
-    model.save(path)
-    return path
+    return brightness_model(tmp_path_factory.mktemp("model") / "bright.keras", 10)
 
 
 def write_clip(path, frames=FRAMES):
